@@ -1,0 +1,52 @@
+"""Command-line interface: one click group, one module per command. Commands parse options
+and call one library function; they hold no algorithm."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import PseudolabelError
+
+
+class Group(click.Group):
+    """Reports the package's own errors as one line (``Error: <file>: <problem>``), exit 1,
+    without a traceback; Ctrl-C says how to resume."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PseudolabelError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished images are kept; rerun the same command to resume",
+                       err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="pseudolabel")
+@click.option("-v", "--verbose", count=True, help="More messages (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and requested output; no progress.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Turn PASCAL VOC 2012 / SBD box annotations into pseudo segmentation labels.
+
+    \b
+    Stages write HDF5 label stores under the output root (--cache, default ./cache):
+      <cache>/<dataset>/<split>/<stage>.h5   (schema: docs/STORE.md)
+    Typical use:
+      pseudolabel boxes --data-root VOC2012 --split train
+      pseudolabel evaluate --data-root VOC2012 --stage boxes --split train
+      pseudolabel export --data-root VOC2012 --stage boxes --split train --format png
+    Try `pseudolabel demo` first: it needs no dataset.
+    """
+    ctx.obj = {"verbosity": -1 if quiet else verbose}
+
+
+def main() -> None:
+    cli(prog_name="pseudolabel")
+
+
+from . import demo, evaluate, export, info, stages  # noqa: E402,F401  (registers the commands)

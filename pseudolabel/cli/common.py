@@ -1,0 +1,72 @@
+"""Options shared by commands: the stable contract of data root, output root and split."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import click
+
+from ..catalog import Dataset, open_dataset
+from ..errors import ConfigError
+
+data_root_option = click.option(
+    "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
+    help="Dataset folder: a VOC2012 folder, an SBD folder, or one holding both. "
+         "[env: PSEUDOLABEL_DATA]")
+cache_option = click.option(
+    "--cache", envvar="PSEUDOLABEL_CACHE", type=click.Path(file_okay=False), default="./cache",
+    help="Output root; stores go to <cache>/<dataset>/<split>/<stage>.h5. [env: PSEUDOLABEL_CACHE]")
+split_option = click.option(
+    "--split", default="train",
+    help="Split to use: a VOC ImageSets/Segmentation name (train, val, ...), or train_aug, "
+         "sbd_train, sbd_val when VOC and SBD share the data root.")
+
+
+def progress_enabled(ctx: click.Context) -> bool:
+    return ctx.obj.get("verbosity", 0) >= 0
+
+
+def logger(ctx: click.Context, level: int = 0):
+    def log(message: str) -> None:
+        if ctx.obj.get("verbosity", 0) >= level:
+            click.echo(message, err=True)
+    return log
+
+
+def dataset_from(data_root: str | None) -> Dataset:
+    return open_dataset(data_root)
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def config_options(config_class: type):
+    """Click options generated from a frozen config dataclass: one ``--field-name`` per field,
+    its default shown and its help from ``field.metadata["help"]``."""
+    hints = typing.get_type_hints(config_class)
+
+    def decorate(func):
+        for f in reversed(dataclasses.fields(config_class)):
+            kind = hints[f.name]
+            name = f.name.replace("_", "-")
+            help_text = f.metadata.get("help", "")
+            if kind is bool:
+                opt = click.option(f"--{name}/--no-{name}", f.name, default=f.default, help=help_text)
+            elif "choices" in f.metadata:
+                opt = click.option(f"--{name}", f.name, type=click.Choice(f.metadata["choices"]),
+                                   default=f.default, help=help_text)
+            else:
+                opt = click.option(f"--{name}", f.name, type=kind, default=f.default, help=help_text)
+            func = opt(func)
+        return func
+    return decorate
+
+
+def build_config(config_class: type, values: dict):
+    """The config dataclass from option values; its own validation errors become
+    :class:`ConfigError` messages."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    try:
+        return config_class(**{k: v for k, v in values.items() if k in names})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid {config_class.__name__}: {exc}") from None

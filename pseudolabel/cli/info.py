@@ -1,0 +1,52 @@
+"""``pseudolabel info``: what is inside a store."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..store import describe
+from ..store.reader import LabelStore
+from . import cli
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@cli.command("info")
+@click.argument("store", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--failures", is_flag=True, help="List the failed images with their reasons.")
+@click.option("--check", is_flag=True, help="Read every dataset once to detect damage.")
+def info_command(store, as_json, failures, check):
+    """Schema version, provenance, done / failed / total and size on disk of STORE
+    (a finished store, or one whose run is in progress or was interrupted)."""
+    meta = describe(store, check=check)
+    if failures and meta.get("complete"):
+        meta["failures"] = LabelStore(store).failed
+    if as_json:
+        click.echo(json.dumps(meta, default=str))
+        return
+    state = "complete" if meta.get("complete") else "INCOMPLETE (run in progress or interrupted; rerun to resume)"
+    lines = [
+        f"store:       {meta['path']}",
+        f"format:      {meta.get('format', 'journal of a run in progress')} v{meta.get('format_version', '-')}"
+        f" (written by pseudolabel {meta.get('package_version')})",
+        f"state:       {state}",
+        f"stage:       {meta.get('stage')}",
+        f"dataset:     {meta.get('dataset')} ({meta.get('dataset_root')}), split {meta.get('split')}",
+        f"created:     {meta.get('created')}" + (f", completed {meta['completed']}" if meta.get("completed") else ""),
+        f"images:      {meta.get('num_done')} done, {meta.get('num_failed')} failed, {meta.get('num_images')} total",
+        f"size:        {_size(meta['size_bytes'])}",
+        f"config:      {json.dumps(meta.get('config'), sort_keys=True)}",
+    ]
+    if check:
+        lines.append("check:       every dataset read back without error")
+    click.echo("\n".join(lines))
+    for image_id, reason in meta.get("failures", {}).items():
+        click.echo(f"failed {image_id}: {reason}")

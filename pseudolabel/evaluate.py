@@ -1,0 +1,136 @@
+"""Scoring pseudo labels against human masks: one additive confusion matrix over the split.
+
+Rows are ground truth (21 classes; GT 255 pixels are excluded), columns are the pseudo label
+(21 classes plus one column for 255, "not committed"). From that single matrix:
+
+* ``miou``: mean over classes of TP / (TP + FP + FN), counting committed pixels only;
+* ``miou_ignore_as_background``: the same with the 255 column folded into background, so
+  a labeller cannot win by ignoring everything hard;
+* ``coverage``: share of non-ignored GT pixels that the pseudo label commits to.
+
+Classes with TP + FP + FN = 0 over the whole split (absent from both) are left out of the
+mean and reported as null. All percentages are in percent (0..100), coverage in 0..1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .catalog import Dataset, load_class_gt
+from .classes import IGNORE, NUM_CLASSES, VOC_CLASSES
+from .errors import DataError, StoreError
+from .progress import Progress
+from .records import BadRecord
+from .store.reader import LabelStore
+
+UNCOMMITTED = NUM_CLASSES  # column index of pseudo-label 255
+
+
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(21, 22) int64 counts: rows GT class 0..20, columns predicted class 0..20 and a last
+    column for predicted 255. GT 255 pixels are dropped. One ``bincount``."""
+    gt = np.asarray(gt).ravel()
+    pred = np.asarray(pred).ravel()
+    if gt.shape != pred.shape:
+        raise ValueError(f"shapes differ: gt {gt.shape}, pred {pred.shape}")
+    keep = gt != IGNORE
+    gt, pred = gt[keep].astype(np.int64), pred[keep].astype(np.int64)
+    if gt.size and gt.max() >= NUM_CLASSES:
+        raise ValueError(f"ground truth holds values outside 0..20/255: {np.unique(gt[gt >= NUM_CLASSES])}")
+    pred = np.where(pred == IGNORE, UNCOMMITTED, pred)
+    if pred.size and pred.max() > UNCOMMITTED:
+        raise ValueError(f"pseudo label holds values outside 0..20/255: {np.unique(pred[pred > UNCOMMITTED])}")
+    counts = np.bincount(gt * (NUM_CLASSES + 1) + pred, minlength=NUM_CLASSES * (NUM_CLASSES + 1))
+    return counts.reshape(NUM_CLASSES, NUM_CLASSES + 1)
+
+
+def iou_per_class(square: np.ndarray) -> np.ndarray:
+    """IoU per class from a (C, C) confusion matrix; NaN where TP + FP + FN = 0."""
+    tp = np.diag(square).astype(np.float64)
+    denom = square.sum(0) + square.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / denom, np.nan)
+
+
+def scores(matrix: np.ndarray) -> dict[str, Any]:
+    """All figures from one (21, 22) matrix; see the module docstring."""
+    committed = matrix[:, :NUM_CLASSES]
+    as_background = committed.copy()
+    as_background[:, 0] += matrix[:, UNCOMMITTED]
+    iou = iou_per_class(committed)
+    iou_bg = iou_per_class(as_background)
+    total = matrix.sum()
+    pixel_acc = np.trace(committed) / committed.sum() if committed.sum() else float("nan")
+
+    def pct(x: float) -> float | None:
+        return None if np.isnan(x) else round(100.0 * float(x), 4)
+
+    return {
+        "miou": pct(np.nanmean(iou)) if np.isfinite(iou).any() else None,
+        "miou_ignore_as_background": pct(np.nanmean(iou_bg)) if np.isfinite(iou_bg).any() else None,
+        "coverage": round(float(committed.sum() / total), 6) if total else None,
+        "pixel_accuracy": pct(pixel_acc),
+        "per_class": {VOC_CLASSES[c]: pct(iou[c]) for c in range(NUM_CLASSES)},
+        "per_class_ignore_as_background": {VOC_CLASSES[c]: pct(iou_bg[c]) for c in range(NUM_CLASSES)},
+        "pixels": int(total),
+    }
+
+
+@dataclass
+class Evaluation:
+    matrix: np.ndarray
+    images: int
+    failed: int
+    report: dict[str, Any]
+
+
+def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True,
+                   log: Callable[[str], None] = lambda s: None) -> Evaluation:
+    """Score a finished store against the split's ground truth. Images that the run recorded
+    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing."""
+    records = {r.image_id: r for r in dataset.records(split)}
+    missing = [i for i in store.all_ids if i not in records]
+    if missing:
+        raise StoreError(f"{store.path}: {len(missing)} image(s) of the store are not in split "
+                         f"'{split}' of {dataset.root} (first: {missing[0]})")
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
+    bar = Progress(len(store.all_ids), f"evaluate {store.stage} [{split}]", enabled=progress)
+    for image_id in store.all_ids:
+        record = records[image_id]
+        if isinstance(record, BadRecord):
+            bar.update()
+            continue
+        gt = load_class_gt(record)
+        if image_id in store.failed:
+            pred = np.full(gt.shape, IGNORE, dtype=np.uint8)
+        else:
+            pred = store[image_id].label
+            if pred.shape != gt.shape:
+                raise DataError(record.class_gt_path, f"ground truth is {gt.shape[1]}x{gt.shape[0]} "
+                                                      f"but the pseudo label is {pred.shape[1]}x{pred.shape[0]}", image_id)
+        matrix += confusion_matrix(gt, pred)
+        bar.update()
+    bar.close()
+    report = scores(matrix)
+    report.update(stage=store.stage, split=split, store=str(store.path),
+                  images=len(store.all_ids), failed_images=len(store.failed))
+    return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Human-readable per-class IoU table and summary."""
+    def f(x):
+        return "   -  " if x is None else f"{x:6.2f}"
+
+    lines = [f"{'class':<14}{'IoU':>8}{'IoU(255=bg)':>13}"]
+    for name in VOC_CLASSES:
+        lines.append(f"{name:<14}{f(report['per_class'][name]):>8}{f(report['per_class_ignore_as_background'][name]):>13}")
+    lines.append("-" * 35)
+    lines.append(f"{'mIoU':<14}{f(report['miou']):>8}{f(report['miou_ignore_as_background']):>13}")
+    cov = report["coverage"]
+    lines.append(f"coverage {100 * cov:.2f}% of {report['pixels']} non-ignored GT pixels; "
+                 f"{report['images']} images ({report['failed_images']} failed, counted as uncommitted)"
+                 if cov is not None else "no ground-truth pixels")
+    return "\n".join(lines)

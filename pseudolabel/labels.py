@@ -1,0 +1,63 @@
+"""Label-map arithmetic shared by stages, the runner and export: painting per-object masks
+into one semantic map, Box2Seg's filling rates, and instance maps.
+
+All arrays are in the original image frame; boxes follow :mod:`pseudolabel.records`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .classes import IGNORE, NUM_CLASSES
+
+
+def paint_order(boxes: np.ndarray) -> np.ndarray:
+    """Object indices in painting order: larger boxes first, so smaller boxes end up in
+    front (Simple Does It's convention). Ties keep annotation order (stable sort)."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.argsort(-areas, kind="stable")
+
+
+def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(K, H, W) bool: each box filled."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    masks = np.zeros((len(boxes), *shape), dtype=bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        masks[k, y0:y1, x0:x1] = True
+    return masks
+
+
+def paint_smaller_on_top(masks: np.ndarray, classes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 label map: 0 background, each object's mask painted with its class,
+    larger boxes first so that smaller ones are in front."""
+    masks = np.asarray(masks, dtype=bool)
+    label = np.zeros(masks.shape[1:], dtype=np.uint8)
+    for k in paint_order(boxes):
+        label[masks[k]] = classes[k]
+    return label
+
+
+def filling_rates(label: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Box2Seg's per-class filling rate, (21,) float32 with NaN for classes without boxes:
+    ``eta_c = (pixels of class c in label) / (pixels in the union of class c's boxes)``."""
+    rates = np.full(NUM_CLASSES, np.nan, dtype=np.float32)
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    classes = np.asarray(classes)
+    for c in np.unique(classes):
+        union = box_masks(boxes[classes == c], label.shape).any(axis=0)
+        rates[int(c)] = np.count_nonzero(label == c) / max(np.count_nonzero(union), 1)
+    return rates
+
+
+def instance_map(label: np.ndarray, masks: np.ndarray, classes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 instance map in ``SegmentationObject`` style: object k (0-based) is
+    painted k+1 where its mask holds and the semantic label agrees with its class, in the
+    same order as :func:`paint_smaller_on_top`; 255 where the label is 255 or where the label
+    names a class that no object mask explains; 0 elsewhere. Supports up to 254 objects."""
+    if len(classes) > 254:
+        raise ValueError(f"an instance PNG holds at most 254 objects, this image has {len(classes)}")
+    inst = np.zeros(label.shape, dtype=np.uint8)
+    for k in paint_order(boxes):
+        inst[np.asarray(masks[k], dtype=bool) & (label == classes[k])] = k + 1
+    inst[(label == IGNORE) | ((label != 0) & (inst == 0))] = IGNORE
+    return inst

@@ -1,0 +1,80 @@
+"""Immutable dataset records: what stages see instead of files.
+
+Coordinate convention (the only one inside the package): boxes are integer
+``(x0, y0, x1, y1)`` in the original image's pixel grid, 0-based and half-open, so a box
+covers rows ``y0 .. y1-1`` and columns ``x0 .. x1-1`` and ``mask[y0:y1, x0:x1]`` is its
+area. Read as continuous coordinates they are the pixel edges, which is also the frame
+torchvision detectors use. The catalog converts VOC's 1-based inclusive XML corners once:
+``x0 = xmin - 1, y0 = ymin - 1, x1 = xmax, y1 = ymax``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classes import VOC_CLASSES
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One annotated object: class id in 1..20, box in the convention above, VOC flags."""
+
+    class_id: int
+    box: tuple[int, int, int, int]
+    difficult: bool = False
+    truncated: bool = False
+
+    @property
+    def class_name(self) -> str:
+        return VOC_CLASSES[self.class_id]
+
+    @property
+    def area(self) -> int:
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0) * (y1 - y0)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a split, with its objects and where its files live.
+
+    ``width``/``height`` are the size the annotation declares; the image loader checks the
+    decoded image against them. Ground-truth paths are ``None`` when the dataset has none.
+    """
+
+    image_id: str
+    image_path: str
+    width: int
+    height: int
+    objects: tuple[ObjectRecord, ...]
+    annotation_path: str = ""
+    class_gt_path: str | None = None
+    object_gt_path: str | None = None
+
+    def boxes(self) -> np.ndarray:
+        """(K, 4) int32 boxes in the package convention."""
+        return np.array([o.box for o in self.objects], dtype=np.int32).reshape(-1, 4)
+
+    def classes(self) -> np.ndarray:
+        """(K,) uint8 class ids 1..20."""
+        return np.array([o.class_id for o in self.objects], dtype=np.uint8)
+
+    def flags(self, name: str) -> np.ndarray:
+        """(K,) bool per-object flag (``difficult`` or ``truncated``)."""
+        return np.array([getattr(o, name) for o in self.objects], dtype=bool)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """An image whose annotation could not be read: kept in the split so that a run can stop
+    with a message naming the file, or skip it and record it as failed."""
+
+    image_id: str
+    path: str
+    problem: str
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def reason(self) -> str:
+        return f"{self.path}: {self.problem}"

@@ -1,0 +1,252 @@
+"""The runner: the only code that joins a stage, an executor and a store.
+
+    records (catalog) -> worker: load image, stage.process_image -> entry
+                      -> parent: journal (crash-safe) -> final HDF5 store (atomic rename)
+
+Workers return arrays; only this process writes. Parallelism goes through joblib, so the
+backend can be chosen from outside (``joblib.parallel_config``); ``jobs=1`` is a plain loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .catalog import Dataset, load_image
+from .classes import IGNORE, NUM_CLASSES, VOC_CLASSES
+from .errors import DataError, StoreError
+from .labels import filling_rates
+from .progress import Progress, format_seconds
+from .records import BadRecord, ImageRecord
+from .stages import StageResult, get_stage
+from .stages.base import config_hash, config_json
+from .store.journal import Journal
+from .store.reader import _open_checked
+from .store.schema import partial_dir, read_meta, store_path, write_store
+
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass
+class RunSummary:
+    stage: str
+    split: str
+    store: Path
+    images: int = 0            # images in the split
+    processed: int = 0         # images this run worked on
+    resumed: int = 0           # images already finished by an earlier, interrupted run
+    done: int = 0              # labelled images in the finished store
+    failed: int = 0            # images recorded as failed in the finished store
+    objects: int = 0           # objects in the images this run processed
+    wall_s: float = 0.0
+    nothing_to_do: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        if self.nothing_to_do:
+            return [f"{self.stage} [{self.split}]: nothing to do, {self.store} is complete "
+                    f"({self.done} labelled, {self.failed} failed); use --force to recompute"]
+        rate = self.objects / self.wall_s if self.wall_s > 0 else 0.0
+        out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} objects in "
+               f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {rate:.1f} boxes/s)"
+               + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
+               f"store: {self.store} ({self.done} labelled, {self.failed} failed of {self.images})"]
+        if self.failed:
+            out.append(f"{self.failed} image(s) failed and were skipped; reasons are in the store "
+                       f"(pseudolabel info {self.store} --failures)")
+        return out
+
+
+def resolve_jobs(jobs: int) -> int:
+    """``0`` means every core this process may use."""
+    if jobs < 0:
+        raise ValueError(f"--jobs must be 0 (all cores) or a positive number, not {jobs}")
+    if jobs == 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return jobs
+
+
+def _pin_threads() -> None:
+    """One core per worker: OpenCV and torch would otherwise each start a thread pool."""
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+
+
+def build_entry(record: ImageRecord, result: StageResult) -> dict[str, Any]:
+    """What the store keeps for one image: the stage's arrays plus what the record knows,
+    checked for shape and value range."""
+    shape, k = (record.height, record.width), len(record.objects)
+    label = np.asarray(result.label)
+    if label.shape != shape or label.dtype != np.uint8:
+        raise TypeError(f"stage returned label {label.shape} {label.dtype}, expected {shape} uint8")
+    bad = (label >= NUM_CLASSES) & (label != IGNORE)
+    if bad.any():
+        raise ValueError(f"stage returned label values outside 0..20/255: {np.unique(label[bad])}")
+    masks = np.asarray(result.masks, dtype=bool)
+    if masks.shape != (k, *shape):
+        raise TypeError(f"stage returned masks {masks.shape}, expected {(k, *shape)}")
+    boxes, classes = record.boxes(), record.classes()
+    for name, arr in result.objects.items():
+        if len(arr) != k:
+            raise TypeError(f"stage returned per-object array '{name}' of length {len(arr)}, expected {k}")
+    return {
+        "image_path": record.image_path,
+        "label": label,
+        "masks": masks,
+        "maps": None if result.maps is None else np.asarray(result.maps, dtype=np.float16),
+        "boxes": boxes,
+        "classes": classes,
+        "difficult": record.flags("difficult"),
+        "truncated": record.flags("truncated"),
+        "filling_rate": filling_rates(label, boxes, classes),
+        "objects": dict(result.objects),
+        "attrs": dict(result.attrs),
+    }
+
+
+def process_record(stage_name: str, config: Any, record: ImageRecord) -> tuple:
+    """Worker: ``("ok", id, entry)`` or ``("failed", id, path, problem)`` for bad input.
+    Picklable and free of open handles, so any joblib backend can run it."""
+    _pin_threads()
+    stage = get_stage(stage_name)
+    try:
+        image = load_image(record) if stage.needs_image else None
+        result = stage.process_image(record, image, config)
+    except DataError as err:
+        return ("failed", record.image_id, err.path, err.problem)
+    return ("ok", record.image_id, build_entry(record, result))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _identity(stage: str, dataset: Dataset, split: str, config: Any) -> dict[str, Any]:
+    return {"stage": stage, "dataset": dataset.name, "dataset_root": str(dataset.root),
+            "dataset_kind": dataset.kind, "split": split, "config": config_json(config),
+            "config_hash": config_hash(config)}
+
+
+def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    return [k for k in ("stage", "dataset_root", "split", "config_hash") if have.get(k) != want.get(k)]
+
+
+def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int):
+    if jobs == 1 or len(records) <= 1:
+        return (process_record(stage_name, config, r) for r in records)
+    from joblib import Parallel, delayed
+    return Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(process_record)(stage_name, config, r) for r in records)
+
+
+def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
+              config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
+              progress: bool = True, log: Callable[[str], None] = lambda s: None) -> RunSummary:
+    """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>.h5``.
+
+    Resumes an interrupted run (only unfinished images are redone), says there is nothing to
+    do when the store is complete for the same configuration, and starts over with
+    ``force``. ``on_error="fail"`` stops at the first bad image with a :class:`DataError`
+    naming the file (everything finished so far stays in the journal); ``"skip"`` records it
+    as failed and goes on.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    stage = get_stage(stage_name)
+    config = config if config is not None else stage.config_class()
+    jobs = resolve_jobs(jobs)
+    out = store_path(cache, dataset.name, split, stage_name)
+    journal = Journal(partial_dir(out))
+    want = _identity(stage_name, dataset, split, config)
+    records = dataset.records(split)
+    ids = [r.image_id for r in records]
+    summary = RunSummary(stage=stage_name, split=split, store=out, images=len(records))
+
+    if force:
+        journal.remove()
+        out.unlink(missing_ok=True)
+    if out.exists():
+        try:
+            with _open_checked(out) as f:
+                have = read_meta(f)
+                have_ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+        except StoreError as exc:
+            raise StoreError(f"{exc}; rerun with --force to recompute it") from None
+        have["config"] = json.dumps(have["config"], sort_keys=True)
+        diff = _mismatch(have, want) + (["image ids"] if have_ids != ids else [])
+        if diff:
+            raise StoreError(f"{out} already exists but was made with a different "
+                             f"{', '.join(diff)}; use --force to overwrite it")
+        summary.done, summary.failed, summary.nothing_to_do = have["num_done"], have["num_failed"], True
+        return summary
+
+    if journal.exists():
+        manifest = journal.manifest()
+        diff = _mismatch(manifest, want) + (["image ids"] if manifest.get("ids") != ids else [])
+        if diff:
+            raise StoreError(f"{journal.dir} holds an interrupted run with a different "
+                             f"{', '.join(diff)}; use --force to start over")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        journal.start({**want, "ids": ids, "created": _now(), "package_version": __version__,
+                       "host": socket.gethostname()})
+    finished = journal.finished()
+    summary.resumed = sum(i in finished for i in ids)
+    if summary.resumed:
+        log(f"resuming {out}: {summary.resumed} of {len(ids)} images already finished")
+    todo = [r for r in records if r.image_id not in finished]
+
+    # 1. annotation problems are known before any work: stop at once, or record them.
+    bad = [r for r in todo if isinstance(r, BadRecord)]
+    if bad and on_error == "fail":
+        raise DataError(bad[0].path, bad[0].problem + (f" (and {len(bad) - 1} more bad annotation(s); "
+                        f"--on-error skip records them as failed)" if len(bad) > 1 else ""), bad[0].image_id)
+    for r in bad:
+        journal.put_failure(r.image_id, r.reason)
+        summary.failures.append((r.image_id, r.reason))
+    good = [r for r in todo if isinstance(r, ImageRecord)]
+
+    # 2. process, committing each image to the journal as it arrives (in split order).
+    start = time.perf_counter()
+    bar = Progress(len(good), f"{stage_name} [{split}]", enabled=progress)
+    for status, image_id, *rest in _map(stage_name, config, good, jobs):
+        if status == "failed":
+            path, problem = rest
+            if on_error == "fail":
+                bar.close()
+                raise DataError(path, problem, image_id)
+            journal.put_failure(image_id, f"{path}: {problem}")
+            summary.failures.append((image_id, f"{path}: {problem}"))
+        else:
+            journal.put(image_id, rest[0])
+            summary.objects += len(rest[0]["classes"])
+        summary.processed += 1
+        bar.update()
+    bar.close()
+    summary.processed += len(bad)
+
+    # 3. assemble the final store under a temporary name, then rename it into place.
+    manifest = journal.manifest()
+    meta = {**want, "package_version": __version__, "created": manifest["created"],
+            "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES))}
+    tmp = out.with_name(out.name + ".tmp")
+    write_store(tmp, meta, ids, ((i, *journal.get(i)) for i in ids))
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    journal.remove()
+    summary.wall_s = time.perf_counter() - start
+    with _open_checked(out) as f:
+        summary.done, summary.failed = int(f.attrs["num_done"]), int(f.attrs["num_failed"])
+    return summary

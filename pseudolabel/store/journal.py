@@ -1,0 +1,114 @@
+"""The journal of a run in progress: one small file per finished (or failed) image in
+``<store>.partial/``, each written to a temporary name and renamed, so a run killed at any
+moment (SIGKILL included) loses at most the image it was working on. The manifest pins what
+the run is (stage, configuration, dataset, split, ids) so a resume never mixes two runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+
+MANIFEST = "manifest.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+class Journal:
+    """Entries are ``<id>.npz`` (arrays; masks bit-packed) or ``<id>.failed.json``."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.dir / MANIFEST).exists()
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.dir / MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.dir / MANIFEST}: unreadable journal manifest ({exc}); "
+                             f"rerun with --force to start over") from None
+
+    def start(self, manifest: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- entries ---------------------------------------------------------------------
+    def finished(self) -> dict[str, str]:
+        """``{image_id: "done" | "failed"}`` for every entry on disk."""
+        state = {}
+        if not self.dir.is_dir():
+            return state
+        for name in os.listdir(self.dir):
+            if name.endswith(".failed.json"):
+                state[name[: -len(".failed.json")]] = "failed"
+            elif name.endswith(".npz"):
+                state[name[:-4]] = "done"
+        return state
+
+    def put(self, image_id: str, entry: dict[str, Any]) -> None:
+        arrays = {}
+        for key, value in entry.items():
+            if key in ("objects",):
+                for name, arr in value.items():
+                    arrays[f"objects.{name}"] = np.asarray(arr)
+            elif key in ("attrs",):
+                arrays["attrs"] = np.array(json.dumps(value))
+            elif key == "masks":
+                arrays["masks_packed"] = np.packbits(value.astype(bool), axis=-1)
+                arrays["masks_shape"] = np.array(value.shape, dtype=np.int64)
+            elif key == "image_path":
+                arrays["image_path"] = np.array(value)
+            elif value is not None:
+                arrays[key] = np.asarray(value)
+        _atomic_write(self.dir / f"{image_id}.npz", lambda fh: np.savez_compressed(fh, **arrays))
+        self._clear(image_id, ".failed.json")
+
+    def put_failure(self, image_id: str, reason: str) -> None:
+        _atomic_write(self.dir / f"{image_id}.failed.json",
+                      lambda fh: fh.write(json.dumps({"error": reason}).encode()))
+        self._clear(image_id, ".npz")
+
+    def _clear(self, image_id: str, suffix: str) -> None:
+        try:
+            os.remove(self.dir / f"{image_id}{suffix}")
+        except FileNotFoundError:
+            pass
+
+    def get(self, image_id: str) -> tuple[dict[str, Any] | None, str]:
+        """``(entry, "")`` for a done image, ``(None, reason)`` for a failed one."""
+        failed = self.dir / f"{image_id}.failed.json"
+        if failed.exists():
+            return None, json.loads(failed.read_text())["error"]
+        entry: dict[str, Any] = {"objects": {}}
+        with np.load(self.dir / f"{image_id}.npz", allow_pickle=False) as data:
+            for key in data.files:
+                if key.startswith("objects."):
+                    entry["objects"][key[len("objects."):]] = data[key]
+                elif key == "attrs":
+                    entry["attrs"] = json.loads(str(data[key]))
+                elif key == "image_path":
+                    entry["image_path"] = str(data[key])
+                elif key not in ("masks_packed", "masks_shape"):
+                    entry[key] = data[key]
+            shape = tuple(int(s) for s in data["masks_shape"])
+            packed = data["masks_packed"]
+            entry["masks"] = np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool).reshape(shape) \
+                if shape[0] else np.zeros(shape, dtype=bool)
+        return entry, ""

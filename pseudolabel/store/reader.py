@@ -1,0 +1,198 @@
+"""Reading label stores: :class:`LabelStore` for a trainer, :func:`describe` for ``info``.
+
+``LabelStore`` opens its HDF5 file lazily, once per process, so it can be created in the
+parent and used inside ``torch.utils.data.DataLoader`` workers (each worker opens its own
+handle after the fork/spawn; no open handle is ever pickled).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import StoreError
+from .journal import Journal
+from .schema import FORMAT_NAME, FORMAT_VERSION, partial_dir, read_meta
+
+
+@dataclass
+class Sample:
+    """One image's pseudo label. Frames: original image pixels; boxes 0-based half-open
+    ``(x0, y0, x1, y1)``; ``filling_rate[c]`` is NaN for classes without boxes."""
+
+    image_id: str
+    image_path: str
+    label: np.ndarray            # (H, W) uint8: 0 bg, 1..20, 255 ignore
+    boxes: np.ndarray            # (K, 4) int32
+    classes: np.ndarray          # (K,) uint8, 1..20
+    difficult: np.ndarray        # (K,) bool
+    truncated: np.ndarray        # (K,) bool
+    filling_rate: np.ndarray     # (21,) float32
+    masks: np.ndarray | None = None   # (K, H, W) bool, when asked for
+    maps: np.ndarray | None = None    # (K, H, W) float32, when the stage stores soft maps
+    objects: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_path(path: Path) -> None:
+    if path.exists():
+        return
+    journal = Journal(partial_dir(path))
+    if journal.exists():
+        m = journal.manifest()
+        done = len(journal.finished())
+        raise StoreError(
+            f"{path}: store is incomplete ({done} of {len(m.get('ids', []))} images written); "
+            f"a run of stage '{m.get('stage')}' is in progress or was interrupted: rerun it to finish"
+        )
+    raise StoreError(f"{path}: no such label store")
+
+
+def _open_checked(path: Path) -> h5py.File:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    try:
+        meta = read_meta(f)
+        if meta.get("format") != FORMAT_NAME:
+            raise StoreError(f"{path}: not a pseudolabel label store (format attribute is "
+                             f"{meta.get('format')!r}, expected {FORMAT_NAME!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{path}: store format version {meta.get('format_version')} is not "
+                             f"supported by this reader (version {FORMAT_VERSION}); regenerate it "
+                             f"with this version of pseudolabel (--force)")
+        if not meta.get("complete"):
+            raise StoreError(f"{path}: store is marked incomplete; rerun its stage to finish it")
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+class LabelStore:
+    """Random access to a finished label store, by index (over the images that were
+    labelled, in split order) or by image id.
+
+    >>> store = LabelStore("cache/VOC2012/train/boxes.h5")
+    >>> sample = store["2007_000032"]; sample.label.shape, sample.filling_rate[15]
+    """
+
+    def __init__(self, path: str | os.PathLike, *, load_masks: bool = False):
+        self.path = Path(path)
+        self.load_masks = load_masks
+        _check_path(self.path)
+        with _open_checked(self.path) as f:
+            self.meta = read_meta(f)
+            ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+            done = f["index/done"][()].astype(bool)
+            errors = [s.decode() if isinstance(s, bytes) else s for s in f["index/error"][()]]
+        self.all_ids = ids
+        self.ids = [i for i, d in zip(ids, done) if d]
+        self.failed = {i: e for i, d, e in zip(ids, done, errors) if not d}
+        self._position = {image_id: k for k, image_id in enumerate(self.ids)}
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def stage(self) -> str:
+        return self.meta["stage"]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._position
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def __getitem__(self, key: int | str) -> Sample:
+        if isinstance(key, (int, np.integer)):
+            if not -len(self.ids) <= key < len(self.ids):
+                raise IndexError(f"index {key} out of range for {len(self.ids)} labelled images")
+            image_id = self.ids[key]
+        else:
+            image_id = key
+            if image_id not in self._position:
+                if image_id in self.failed:
+                    raise KeyError(f"image '{image_id}' failed in this run: {self.failed[image_id]}")
+                raise KeyError(f"image '{image_id}' is not in store {self.path}")
+        g = self._handle()["images"][image_id]
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+        return Sample(
+            image_id=image_id,
+            image_path=str(attrs.pop("image_path")),
+            label=g["label"][()],
+            boxes=g["boxes"][()],
+            classes=g["classes"][()],
+            difficult=g["difficult"][()].astype(bool),
+            truncated=g["truncated"][()].astype(bool),
+            filling_rate=g["filling_rate"][()],
+            masks=g["masks"][()].astype(bool) if self.load_masks else None,
+            maps=g["maps"][()].astype(np.float32) if (self.load_masks and "maps" in g) else None,
+            objects={k: v[()] for k, v in g["objects"].items()},
+            attrs=attrs,
+        )
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return (f"LabelStore({str(self.path)!r}, stage={self.meta.get('stage')!r}, "
+                f"images={len(self)}, failed={len(self.failed)})")
+
+
+def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
+    """What ``pseudolabel info`` prints: schema version, provenance, counts, size on disk.
+    Works on a finished store and on a run in progress (its journal)."""
+    path = Path(path)
+    if not path.exists():
+        journal = Journal(partial_dir(path))
+        if journal.exists():
+            m = journal.manifest()
+            state = journal.finished()
+            return {
+                "path": str(path), "complete": False, "stage": m.get("stage"),
+                "dataset": m.get("dataset"), "dataset_root": m.get("dataset_root"),
+                "split": m.get("split"), "config": m.get("config"), "created": m.get("created"),
+                "package_version": m.get("package_version"),
+                "num_images": len(m.get("ids", [])),
+                "num_done": sum(v == "done" for v in state.values()),
+                "num_failed": sum(v == "failed" for v in state.values()),
+                "size_bytes": sum(p.stat().st_size for p in journal.dir.iterdir() if p.is_file()),
+            }
+        raise StoreError(f"{path}: no such label store")
+    with _open_checked(path) as f:
+        meta = read_meta(f)
+        if check:  # read every dataset once: a damaged chunk fails here, not in a trainer
+            try:
+                f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+            except Exception as exc:  # h5py raises OSError/RuntimeError on damaged chunks
+                raise StoreError(f"{path}: damaged store ({exc})") from None
+    meta["path"] = str(path)
+    meta["size_bytes"] = path.stat().st_size
+    return meta
