@@ -318,7 +318,7 @@ def load_image(record: ImageRecord) -> np.ndarray:
         raise DataError(path, f"image is implausibly large ({exc})", record.image_id) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode image (corrupt or not an image: {exc})", record.image_id) from None
-    image = np.asarray(rgb, dtype=np.uint8)
+    image = np.array(rgb, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     if image.shape[:2] != (record.height, record.width):
         raise DataError(
             path,

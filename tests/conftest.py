@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pseudolabel.cli import cli
+
+from .synth import make_sbd_tree, make_voc_tree
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def voc_root(tmp_path) -> Path:
+    return make_voc_tree(tmp_path / "VOC2012", n_images=8)
+
+
+@pytest.fixture
+def combined_root(tmp_path) -> Path:
+    """VOC (train 2012_000000..05, val 06..07) and SBD sharing one root. SBD holds two of the
+    VOC train ids, one VOC val id, and SBD-only ids."""
+    root = tmp_path / "data"
+    make_voc_tree(root / "VOC2012", n_images=8)
+    make_sbd_tree(root / "SBD", ids_train=["2012_000000", "2012_000001", "2008_000001", "2008_000002"],
+                  ids_val=["2012_000006", "2008_000003"])
+    return root
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(runner, tmp_path):
+    """Run the CLI with a cache in tmp_path; returns click's Result."""
+    def run(*args, env=None):
+        full_env = {"PSEUDOLABEL_CACHE": str(tmp_path / "cache")}
+        full_env.update(env or {})
+        return runner.invoke(cli, [str(a) for a in args], env=full_env, catch_exceptions=False)
+    return run
+
+
+def shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (shared development data)")
+    return path
+
+
+TIME_ATTRS = {"created", "completed"}
+
+
+def store_contents(path) -> dict:
+    """Every dataset and attribute of an HDF5 file, minus timestamps: for equality checks."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in obj.attrs.items()
+                     if k not in TIME_ATTRS}
+            out[name + "@attrs"] = attrs
+            if isinstance(obj, h5py.Dataset):
+                value = obj[()]
+                if isinstance(value, np.ndarray) and value.dtype != object:
+                    value = (value.dtype.str, value.shape, value.tobytes())  # NaN-safe equality
+                elif isinstance(value, np.ndarray):
+                    value = value.tolist()
+                out[name] = value
+        visit("", f)
+        f.visititems(visit)
+    return out

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from pseudolabel.catalog import open_dataset
+from pseudolabel.errors import DataError, StoreError
+from pseudolabel.runner import run_stage
+from pseudolabel.store import LabelStore, partial_dir
+
+from .conftest import store_contents
+from .synth import make_voc_tree
+
+
+def test_jobs_1_and_2_give_identical_stores(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    a = run_stage("boxes", ds, "trainval", tmp_path / "a", jobs=1, progress=False).store
+    b = run_stage("boxes", ds, "trainval", tmp_path / "b", jobs=2, progress=False).store
+    assert store_contents(a) == store_contents(b)
+
+
+def test_second_run_has_nothing_to_do_and_force_recomputes(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    first = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    assert first.processed == 6 and not first.nothing_to_do
+    again = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    assert again.nothing_to_do and "nothing to do" in again.lines()[0]
+    forced = run_stage("boxes", ds, "train", tmp_path, force=True, progress=False)
+    assert forced.processed == 6
+
+
+def test_fail_stops_with_message_and_keeps_finished_images(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    Image.new("RGB", (10, 10)).save(voc_root / "JPEGImages" / "2012_000003.jpg")
+    with pytest.raises(DataError, match=r"2012_000003\.jpg: image is 10x10 but its annotation"):
+        run_stage("boxes", ds, "train", tmp_path, progress=False)
+    journal = partial_dir(tmp_path / "VOC2012" / "train" / "boxes.h5")
+    assert sorted(os.listdir(journal)) == ["2012_000000.npz", "2012_000001.npz", "2012_000002.npz",
+                                           "manifest.json"]
+
+
+def test_bad_annotation_fails_before_any_work(voc_root, tmp_path):
+    (voc_root / "Annotations" / "2012_000004.xml").write_text("<annotation>")
+    with pytest.raises(DataError, match=r"2012_000004\.xml: malformed XML"):
+        run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False)
+
+
+def test_skip_records_failures_with_reasons(voc_root, tmp_path):
+    (voc_root / "Annotations" / "2012_000004.xml").write_text("<annotation>")
+    (voc_root / "JPEGImages" / "2012_000001.jpg").unlink()
+    summary = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, on_error="skip", progress=False)
+    assert summary.failed == 2 and summary.done == 4
+    assert any("2 image(s) failed" in line for line in summary.lines())
+    store = LabelStore(summary.store)
+    assert len(store) == 4 and set(store.failed) == {"2012_000001", "2012_000004"}
+    assert "image file is missing" in store.failed["2012_000001"]
+    assert "malformed XML" in store.failed["2012_000004"]
+    with pytest.raises(KeyError, match="failed in this run"):
+        store["2012_000001"]
+
+
+def test_resume_after_fail_then_fix(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    image = voc_root / "JPEGImages" / "2012_000003.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    with pytest.raises(DataError):
+        run_stage("boxes", ds, "train", tmp_path, progress=False)
+    image.write_bytes(good)
+    resumed = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    assert resumed.resumed == 3 and resumed.processed == 3
+    reference = run_stage("boxes", ds, "train", tmp_path / "ref", progress=False)
+    assert store_contents(resumed.store) == store_contents(reference.store)
+
+
+def test_changed_configuration_or_dataset_is_refused(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    run_stage("boxes", ds, "train", tmp_path, progress=False)
+    other = make_voc_tree(tmp_path / "elsewhere" / "VOC2012", n_images=8)
+    with pytest.raises(StoreError, match="different dataset_root.*--force"):
+        run_stage("boxes", open_dataset(other), "train", tmp_path, progress=False)
+
+
+def _count_entries(journal) -> int:
+    try:
+        return sum(name.endswith(".npz") for name in os.listdir(journal))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("kill_after", [3, 40])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
+    root = make_voc_tree(tmp_path / "VOC2012", n_images=160, size=(120, 160))
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "pseudolabel", "-q", "boxes", "--data-root", str(root),
+           "--cache", str(cache), "--split", "trainval"]
+    journal = partial_dir(cache / "VOC2012" / "trainval" / "boxes.h5")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _count_entries(journal) < kill_after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the run finished before it could be killed")
+    killed_at = _count_entries(journal)
+    assert 0 < killed_at < 160
+    assert not (cache / "VOC2012" / "trainval" / "boxes.h5").exists()   # never half-written
+    rerun = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming" in rerun.stderr and "already finished" in rerun.stderr
+    reference = run_stage("boxes", open_dataset(root), "trainval", tmp_path / "ref", progress=False)
+    assert store_contents(cache / "VOC2012" / "trainval" / "boxes.h5") == store_contents(reference.store)
+    assert not journal.exists()
