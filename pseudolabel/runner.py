@@ -28,7 +28,7 @@ from .progress import Progress, format_seconds
 from .records import BadRecord, ImageRecord
 from .stages import StageResult, get_stage
 from .stages.base import config_hash, config_json
-from .store.journal import Journal
+from .store.journal import Journal, run_lock
 from .store.reader import _open_checked
 from .store.schema import partial_dir, read_meta, store_path, write_store
 
@@ -163,10 +163,17 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    out = store_path(cache, dataset.name, split, stage_name)
+    with run_lock(out):
+        return _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
+                           on_error=on_error, progress=progress, log=log)
+
+
+def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,
+                force: bool, on_error: str, progress: bool, log: Callable[[str], None]) -> RunSummary:
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
     jobs = resolve_jobs(jobs)
-    out = store_path(cache, dataset.name, split, stage_name)
     journal = Journal(partial_dir(out))
     want = _identity(stage_name, dataset, split, config)
     records = dataset.records(split)

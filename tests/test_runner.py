@@ -118,3 +118,18 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
     reference = run_stage("boxes", open_dataset(root), "trainval", tmp_path / "ref", progress=False)
     assert store_contents(cache / "VOC2012" / "trainval" / "boxes.h5") == store_contents(reference.store)
     assert not journal.exists()
+
+
+def test_second_concurrent_run_is_refused(voc_root, tmp_path):
+    from pseudolabel.store.journal import run_lock
+
+    ds = open_dataset(voc_root)
+    store = tmp_path / "VOC2012" / "train" / "boxes.h5"
+    with run_lock(store):                       # as if another process were writing it
+        child = subprocess.run(
+            [sys.executable, "-m", "pseudolabel", "-q", "boxes", "--data-root", str(voc_root),
+             "--cache", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 1
+    assert f"another run is writing this store (pid {os.getpid()})" in child.stderr
+    # the lock dies with its holder: the same run now goes through
+    assert run_stage("boxes", ds, "train", tmp_path, progress=False).done == 6

@@ -5,9 +5,11 @@ the run is (stage, configuration, dataset, split, ids) so a resume never mixes t
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,28 @@ def _atomic_write(path: Path, write) -> None:
     with open(tmp, "wb") as fh:
         write(fh)
     os.replace(tmp, path)
+
+
+@contextmanager
+def run_lock(store: Path):
+    """Hold ``<store>.lock`` (an advisory ``flock``) for the duration of a run, so a second run
+    on the same store is refused instead of interleaving with the first. The kernel drops the
+    lock when its process dies, so a killed run never leaves a stale lock behind."""
+    path = Path(str(store) + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise StoreError(f"{store}: another run is writing this store (pid {holder}); "
+                             f"wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Journal:

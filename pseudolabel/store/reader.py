@@ -6,6 +6,7 @@ handle after the fork/spawn; no open handle is ever pickled).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,8 @@ def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
             return {
                 "path": str(path), "complete": False, "stage": m.get("stage"),
                 "dataset": m.get("dataset"), "dataset_root": m.get("dataset_root"),
-                "split": m.get("split"), "config": m.get("config"), "created": m.get("created"),
+                "split": m.get("split"), "config": json.loads(m["config"]) if "config" in m else None,
+                "created": m.get("created"),
                 "package_version": m.get("package_version"),
                 "num_images": len(m.get("ids", [])),
                 "num_done": sum(v == "done" for v in state.values()),
