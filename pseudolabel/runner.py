@@ -49,6 +49,7 @@ class RunSummary:
     wall_s: float = 0.0
     nothing_to_do: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)   # stage events, e.g. guards fired
 
     def lines(self) -> list[str]:
         if self.nothing_to_do:
@@ -59,6 +60,8 @@ class RunSummary:
                f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {rate:.1f} boxes/s)"
                + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
                f"store: {self.store} ({self.done} labelled, {self.failed} failed of {self.images})"]
+        if self.counts:
+            out.insert(1, "events: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         if self.failed:
             out.append(f"{self.failed} image(s) failed and were skipped; reasons are in the store "
                        f"(pseudolabel info {self.store} --failures)")
@@ -116,7 +119,7 @@ def build_entry(record: ImageRecord, result: StageResult) -> dict[str, Any]:
 
 
 def process_record(stage_name: str, config: Any, record: ImageRecord) -> tuple:
-    """Worker: ``("ok", id, entry)`` or ``("failed", id, path, problem)`` for bad input.
+    """Worker: ``("ok", id, entry, counts)`` or ``("failed", id, path, problem)`` for bad input.
     Picklable and free of open handles, so any joblib backend can run it."""
     _pin_threads()
     stage = get_stage(stage_name)
@@ -125,7 +128,7 @@ def process_record(stage_name: str, config: Any, record: ImageRecord) -> tuple:
         result = stage.process_image(record, image, config)
     except DataError as err:
         return ("failed", record.image_id, err.path, err.problem)
-    return ("ok", record.image_id, build_entry(record, result))
+    return ("ok", record.image_id, build_entry(record, result), dict(result.counts))
 
 
 def _now() -> str:
@@ -236,8 +239,11 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
             journal.put_failure(image_id, f"{path}: {problem}")
             summary.failures.append((image_id, f"{path}: {problem}"))
         else:
-            journal.put(image_id, rest[0])
-            summary.objects += len(rest[0]["classes"])
+            entry, counts = rest
+            journal.put(image_id, entry)
+            summary.objects += len(entry["classes"])
+            for key, value in counts.items():
+                summary.counts[key] = summary.counts.get(key, 0) + int(value)
         summary.processed += 1
         bar.update()
     bar.close()

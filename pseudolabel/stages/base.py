@@ -27,6 +27,8 @@ class StageResult:
     maps:    optional (K, H, W) float soft per-object maps in [0, 1] (stored as float16).
     objects: stage-specific per-object arrays, each of length K (e.g. guard flags).
     attrs:   stage-specific per-image scalars (numbers or strings).
+    counts:  events to total over the run and report at its end (e.g. guards fired); not stored
+             per image (what they count is in ``objects``).
     """
 
     label: np.ndarray
@@ -34,6 +36,7 @@ class StageResult:
     maps: np.ndarray | None = None
     objects: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
