@@ -11,6 +11,7 @@ from pseudolabel.classes import voc_palette
 from pseudolabel.store import LabelStore
 
 from .conftest import shared
+from .synth import make_voc_tree
 
 
 def test_help_lists_commands_and_shows_defaults(invoke):
@@ -77,6 +78,9 @@ def test_cli_errors_are_one_line(invoke, tmp_path):
     assert result.exit_code == 1 and "no dataset found" in result.output and "Traceback" not in result.output
     result = invoke("evaluate", "--data-root", tmp_path / "missing")
     assert result.exit_code != 0
+    make_voc_tree(tmp_path / "VOC2012", n_images=2)
+    result = invoke("evaluate", "--data-root", tmp_path / "VOC2012", "--stage", "boxes")
+    assert result.exit_code == 1 and "no such label store; run `pseudolabel boxes --split train`" in result.output
     result = invoke("info", tmp_path / "nope.h5")
     assert result.exit_code == 1 and "no such label store" in result.output
 

@@ -37,6 +37,18 @@ def dataset_from(data_root: str | None) -> Dataset:
     return open_dataset(data_root)
 
 
+def open_store(cache: str, dataset: Dataset, split: str, stage: str):
+    """The store a stage wrote under the output root, with a hint when there is none yet."""
+    from ..errors import StoreError
+    from ..store import LabelStore, partial_dir, store_path
+
+    path = store_path(cache, dataset.name, split, stage)
+    if not path.exists() and not partial_dir(path).exists():
+        raise StoreError(f"{path}: no such label store; run `pseudolabel {stage} --split {split}` "
+                         f"with the same --data-root and --cache first")
+    return LabelStore(path)
+
+
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 

@@ -7,9 +7,9 @@ import click
 
 from ..evaluate import evaluate_store, format_table
 from ..stages import STAGES
-from ..store import LabelStore, store_path
+from ..store import LabelStore
 from . import cli
-from .common import cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
+from .common import open_store, cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
 
 
 @cli.command("evaluate")
@@ -29,8 +29,8 @@ def evaluate_command(ctx, data_root, cache, split, stage, store_file, as_json):
     counts 255 as background. Percentages are 0..100, coverage 0..1.
     """
     dataset = dataset_from(data_root)
-    path = store_file or store_path(cache, dataset.name, split, stage)
-    result = evaluate_store(LabelStore(path), dataset, split, progress=progress_enabled(ctx), log=logger(ctx))
+    store = LabelStore(store_file) if store_file else open_store(cache, dataset, split, stage)
+    result = evaluate_store(store, dataset, split, progress=progress_enabled(ctx), log=logger(ctx))
     if as_json:
         click.echo(json.dumps(result.report))
     else:

@@ -5,9 +5,8 @@ import click
 
 from ..export import FORMATS, export_png
 from ..stages import STAGES
-from ..store import LabelStore, store_path
 from . import cli
-from .common import cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
+from .common import open_store, cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
 
 
 @cli.command("export")
@@ -25,7 +24,7 @@ def export_command(ctx, data_root, cache, split, stage, fmt, out, instances):
     """Write a store's labels as palette PNGs: OUT/SegmentationClass/<id>.png (0..20, 255)
     and OUT/SegmentationObject/<id>.png (object k+1, 0 background, 255 ignore)."""
     dataset = dataset_from(data_root)
-    path = store_path(cache, dataset.name, split, stage)
-    out = out or path.parent / "export" / stage
-    n = export_png(LabelStore(path), out, instances=instances, progress=progress_enabled(ctx))
+    store = open_store(cache, dataset, split, stage)
+    out = out or store.path.parent / "export" / stage
+    n = export_png(store, out, instances=instances, progress=progress_enabled(ctx))
     logger(ctx)(f"exported {n} images to {out}")
