@@ -6,7 +6,7 @@ Three layouts are recognised under a data root:
   ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, ``ImageSets/Segmentation/<split>.txt``,
   and for evaluation ``SegmentationClass/<id>.png`` / ``SegmentationObject/<id>.png``
   (palette PNGs, 255 = void). Splits: every ``<split>.txt`` in ``ImageSets/Segmentation``.
-* **SBD** (the root itself, ``SBD/`` or ``benchmark_RELEASE/dataset/``): ``img/<id>.jpg``,
+* **SBD** (the root itself, ``SBD/``, ``benchmark_RELEASE/dataset/`` or ``dataset/``): ``img/<id>.jpg``,
   ``cls/<id>.mat`` (struct ``GTcls``), ``inst/<id>.mat`` (struct ``GTinst``),
   ``train.txt``, ``val.txt``. Splits ``train`` and ``val``; boxes are the tight boxes of the
   instance masks.
@@ -36,7 +36,7 @@ from .records import BadRecord, ImageRecord, ObjectRecord
 Record = ImageRecord | BadRecord
 
 VOC_CANDIDATES = (".", "VOC2012", "VOCdevkit/VOC2012")
-SBD_CANDIDATES = (".", "SBD", "benchmark_RELEASE/dataset", "sbd")
+SBD_CANDIDATES = (".", "SBD", "sbd", "benchmark_RELEASE/dataset", "dataset")
 
 
 # ----------------------------------------------------------------------------- layouts
