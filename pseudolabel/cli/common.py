@@ -49,19 +49,39 @@ def open_store(cache: str, dataset: Dataset, split: str, stage: str):
     return LabelStore(path)
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+def field_docs(config_class: type) -> dict[str, str]:
+    """Attribute docstrings (a string literal right after a field, the Sphinx convention) of a
+    dataclass and its bases: each parameter is documented once, next to its default."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(config_class.__mro__[:-1]):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def config_options(config_class: type):
     """Click options generated from a frozen config dataclass: one ``--field-name`` per field,
     its default shown and its help from ``field.metadata["help"]``."""
     hints = typing.get_type_hints(config_class)
+    docs = field_docs(config_class)
 
     def decorate(func):
         for f in reversed(dataclasses.fields(config_class)):
             kind = hints[f.name]
             name = f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+            help_text = f.metadata.get("help", docs.get(f.name, ""))
             if kind is bool:
                 opt = click.option(f"--{name}/--no-{name}", f.name, default=f.default, help=help_text)
             elif "choices" in f.metadata:
