@@ -30,7 +30,7 @@ from .stages import StageResult, get_stage
 from .stages.base import config_hash, config_json
 from .store.journal import Journal, run_lock
 from .store.reader import _open_checked
-from .store.schema import partial_dir, read_meta, store_path, write_store
+from .store.schema import ChunkedArray, partial_dir, read_meta, store_path, write_store
 
 ON_ERROR = ("fail", "skip")
 
@@ -103,16 +103,22 @@ def build_entry(record: ImageRecord, result: StageResult) -> dict[str, Any]:
     for name, arr in result.objects.items():
         if len(arr) != k:
             raise TypeError(f"stage returned per-object array '{name}' of length {len(arr)}, expected {k}")
+    maps = None
+    if result.maps is not None:
+        maps = np.asarray(result.maps, dtype=np.float16)
+        if maps.shape != masks.shape:
+            raise TypeError(f"stage returned maps {maps.shape}, expected {masks.shape}")
+        maps = ChunkedArray.encode(maps)
     return {
         "image_path": record.image_path,
-        "label": label,
-        "masks": masks,
-        "maps": None if result.maps is None else np.asarray(result.maps, dtype=np.float16),
+        "label": ChunkedArray.encode(label),           # compressed here, in the worker
+        "masks": ChunkedArray.encode(masks.view(np.uint8)),
+        "maps": maps,
         "boxes": boxes,
         "classes": classes,
         "difficult": record.flags("difficult"),
         "truncated": record.flags("truncated"),
-        "filling_rate": filling_rates(label, boxes, classes),
+        "filling_rate": filling_rates(label, boxes, classes),  # before encoding: needs pixels
         "objects": dict(result.objects),
         "attrs": dict(result.attrs),
     }
@@ -146,11 +152,16 @@ def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
 
 
 def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int):
+    """Results of ``process_record`` over ``records``: in split order for ``jobs=1`` (a plain
+    loop); otherwise as they finish, with the largest images (most boxes, then most pixels)
+    submitted first, so no long image is left running alone at the end. Order does not
+    change the store: entries are keyed by id and assembled in split order."""
     if jobs == 1 or len(records) <= 1:
         return (process_record(stage_name, config, r) for r in records)
     from joblib import Parallel, delayed
-    return Parallel(n_jobs=jobs, return_as="generator")(
-        delayed(process_record)(stage_name, config, r) for r in records)
+    largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
+    return Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(process_record)(stage_name, config, r) for r in largest_first)
 
 
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,

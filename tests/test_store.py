@@ -113,3 +113,24 @@ def test_torch_dataset_reroots_images(voc_root, boxes_store, tmp_path):
     moved = tmp_path / "moved"
     voc_root.rename(moved)
     assert LabelDataset(boxes_store, data_root=moved)[0]["image"].shape[0] == 3
+
+
+@pytest.mark.parametrize("shape, dtype", [((37, 53), np.uint8), ((3, 37, 53), np.uint8),
+                                          ((2, 37, 53), np.float16), ((0, 37, 53), np.uint8)])
+def test_precompressed_chunks_read_back_through_plain_hdf5(tmp_path, shape, dtype):
+    """Workers compress chunks themselves (shuffle + deflate, as HDF5's filters would); any
+    HDF5 reader must decode them to the original values."""
+    from pseudolabel.store.schema import ChunkedArray, _write_chunked
+
+    rng = np.random.default_rng(0)
+    array = (rng.random(shape) * (1 if dtype == np.float16 else 255)).astype(dtype)
+    encoded = ChunkedArray.encode(array)
+    assert (encoded.decode() == array).all() and encoded.decode().shape == shape
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        _write_chunked(f, "a", encoded)
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        ds = f["a"]
+        assert ds.dtype == dtype and ds.shape == shape
+        np.testing.assert_array_equal(ds[()], array)
+        if array.size:
+            assert ds.compression == "gzip" and ds.shuffle == (np.dtype(dtype).itemsize > 1)

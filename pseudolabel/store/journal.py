@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
+from .schema import ChunkedArray
 
 MANIFEST = "manifest.json"
 
@@ -50,7 +51,8 @@ def run_lock(store: Path):
 
 
 class Journal:
-    """Entries are ``<id>.npz`` (arrays; masks bit-packed) or ``<id>.failed.json``."""
+    """Entries are ``<id>.npz`` (uncompressed: image-sized arrays arrive as already-compressed
+    :class:`ChunkedArray` chunks) or ``<id>.failed.json``."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
@@ -94,14 +96,16 @@ class Journal:
                     arrays[f"objects.{name}"] = np.asarray(arr)
             elif key in ("attrs",):
                 arrays["attrs"] = np.array(json.dumps(value))
-            elif key == "masks":
-                arrays["masks_packed"] = np.packbits(value.astype(bool), axis=-1)
-                arrays["masks_shape"] = np.array(value.shape, dtype=np.int64)
+            elif isinstance(value, ChunkedArray):
+                arrays[f"{key}.chunked"] = np.frombuffer(b"".join(value.chunks), np.uint8)
+                arrays[f"{key}.sizes"] = np.array([len(c) for c in value.chunks], dtype=np.int64)
+                arrays[f"{key}.shape"] = np.array(value.shape, dtype=np.int64)
+                arrays[f"{key}.dtype"] = np.array(value.dtype)
             elif key == "image_path":
                 arrays["image_path"] = np.array(value)
             elif value is not None:
                 arrays[key] = np.asarray(value)
-        _atomic_write(self.dir / f"{image_id}.npz", lambda fh: np.savez_compressed(fh, **arrays))
+        _atomic_write(self.dir / f"{image_id}.npz", lambda fh: np.savez(fh, **arrays))
         self._clear(image_id, ".failed.json")
 
     def put_failure(self, image_id: str, reason: str) -> None:
@@ -129,10 +133,13 @@ class Journal:
                     entry["attrs"] = json.loads(str(data[key]))
                 elif key == "image_path":
                     entry["image_path"] = str(data[key])
-                elif key not in ("masks_packed", "masks_shape"):
+                elif key.endswith(".chunked"):
+                    name = key[: -len(".chunked")]
+                    blob, sizes = data[key].tobytes(), data[f"{name}.sizes"]
+                    ends = np.cumsum(sizes)
+                    entry[name] = ChunkedArray(tuple(int(n) for n in data[f"{name}.shape"]),
+                                               str(data[f"{name}.dtype"]),
+                                               [blob[e - n:e] for e, n in zip(ends, sizes)])
+                elif "." not in key:
                     entry[key] = data[key]
-            shape = tuple(int(s) for s in data["masks_shape"])
-            packed = data["masks_packed"]
-            entry["masks"] = np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool).reshape(shape) \
-                if shape[0] else np.zeros(shape, dtype=bool)
         return entry, ""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,7 +20,61 @@ FORMAT_VERSION = 1
 # Per-image datasets every stage writes (see docs/STORE.md).
 PER_OBJECT = ("boxes", "classes", "difficult", "truncated")
 STR = h5py.string_dtype("utf-8")
-_COMPRESS = dict(compression="gzip", compression_opts=4, shuffle=True)
+GZIP_LEVEL = 4
+
+
+@dataclass
+class ChunkedArray:
+    """An image-sized array already compressed chunk by chunk, exactly as the store's HDF5
+    filter pipeline would do it (byte shuffle for multi-byte types, then gzip/deflate): one
+    chunk for a (H, W) array, one per plane for (K, H, W). Workers encode, so compression runs
+    in parallel; the single writer only copies bytes (``write_direct_chunk``), and the journal
+    keeps the same bytes."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: list[bytes]
+
+    @classmethod
+    def encode(cls, array: np.ndarray) -> "ChunkedArray":
+        array = np.ascontiguousarray(array)
+        planes = [array] if array.ndim == 2 else list(array)
+        return cls(tuple(int(n) for n in array.shape), array.dtype.str,
+                   [zlib.compress(_shuffle(p), GZIP_LEVEL) for p in planes])
+
+    def decode(self) -> np.ndarray:
+        dtype = np.dtype(self.dtype)
+        plane = self.shape[-2:]
+        planes = [_unshuffle(zlib.decompress(c), dtype).reshape(plane) for c in self.chunks]
+        if len(self.shape) == 2:
+            return planes[0]
+        return np.stack(planes) if planes else np.zeros(self.shape, dtype)
+
+
+def _shuffle(plane: np.ndarray) -> bytes:
+    """HDF5's shuffle filter: byte 0 of every element, then byte 1, ... (identity for 1 byte)."""
+    size = plane.dtype.itemsize
+    raw = plane.view(np.uint8).reshape(-1, size)
+    return raw.T.tobytes() if size > 1 else raw.tobytes()
+
+
+def _unshuffle(data: bytes, dtype: np.dtype) -> np.ndarray:
+    raw = np.frombuffer(data, np.uint8)
+    if dtype.itemsize > 1:
+        raw = raw.reshape(dtype.itemsize, -1).T
+    return np.ascontiguousarray(raw).view(dtype).ravel()
+
+
+def _write_chunked(group: h5py.Group, name: str, array: ChunkedArray) -> None:
+    dtype = np.dtype(array.dtype)
+    if 0 in array.shape:
+        group.create_dataset(name, shape=array.shape, dtype=dtype)
+        return
+    chunk = array.shape if len(array.shape) == 2 else (1, *array.shape[1:])
+    ds = group.create_dataset(name, shape=array.shape, dtype=dtype, chunks=chunk, compression="gzip",
+                              compression_opts=GZIP_LEVEL, shuffle=dtype.itemsize > 1)
+    for k, data in enumerate(array.chunks):
+        ds.id.write_direct_chunk((0, 0) if len(array.shape) == 2 else (k, 0, 0), data)
 
 
 def store_path(cache: str | os.PathLike, dataset: str, split: str, stage: str) -> Path:
@@ -32,21 +88,18 @@ def partial_dir(path: str | os.PathLike) -> Path:
 
 
 def _write_image(group: h5py.Group, entry: dict[str, Any]) -> None:
+    """``entry``: ``label``, ``masks`` (and optionally ``maps``) as :class:`ChunkedArray`;
+    the per-object and per-image arrays as plain numpy arrays."""
     height, width = entry["label"].shape
     group.attrs["height"] = height
     group.attrs["width"] = width
     group.attrs["image_path"] = entry["image_path"]
     for key, value in entry.get("attrs", {}).items():
         group.attrs[key] = value
-    chunk2d = (height, width)
-    group.create_dataset("label", data=entry["label"], chunks=chunk2d, **_COMPRESS)
-    masks = entry["masks"]
-    k = masks.shape[0]
-    group.create_dataset("masks", data=masks.astype(np.uint8), chunks=(1, *chunk2d) if k else None,
-                         **(_COMPRESS if k else {}))
+    _write_chunked(group, "label", entry["label"])
+    _write_chunked(group, "masks", entry["masks"])
     if entry.get("maps") is not None:
-        group.create_dataset("maps", data=entry["maps"].astype(np.float16),
-                             chunks=(1, *chunk2d) if k else None, **(_COMPRESS if k else {}))
+        _write_chunked(group, "maps", entry["maps"])
     group.create_dataset("boxes", data=entry["boxes"].astype(np.int32).reshape(-1, 4))
     group.create_dataset("classes", data=entry["classes"].astype(np.uint8))
     group.create_dataset("difficult", data=entry["difficult"].astype(np.uint8))
@@ -79,7 +132,7 @@ def write_store(path: str | os.PathLike, meta: dict[str, Any], ids: list[str],
             _write_image(images.create_group(image_id), entry)
             done[i] = 1
             heights[i], widths[i] = entry["label"].shape
-            counts[i] = entry["masks"].shape[0]
+            counts[i] = entry["masks"].shape[0]  # ChunkedArray shapes: no decoding needed
         index = f.create_group("index")
         index.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
         index.create_dataset("done", data=done)
