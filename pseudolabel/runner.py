@@ -27,10 +27,10 @@ from .labels import filling_rates
 from .progress import Progress, format_seconds
 from .records import BadRecord, ImageRecord
 from .stages import StageResult, get_stage
-from .stages.base import config_hash, config_json
+from .stages.base import ProposalResult, config_hash, config_json
 from .store.journal import Journal, run_lock
-from .store.reader import _open_checked
-from .store.schema import ChunkedArray, partial_dir, read_meta, store_path, write_store
+from .store.reader import _open_checked, open_store
+from .store.schema import FORMATS, ChunkedArray, partial_dir, read_meta, store_path, write_store
 
 ON_ERROR = ("fail", "skip")
 
@@ -50,14 +50,17 @@ class RunSummary:
     nothing_to_do: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)   # stage events, e.g. guards fired
+    output: str = "labels"     # "proposals": objects counts proposals
 
     def lines(self) -> list[str]:
         if self.nothing_to_do:
             return [f"{self.stage} [{self.split}]: nothing to do, {self.store} is complete "
                     f"({self.done} labelled, {self.failed} failed); use --force to recompute"]
-        rate = self.objects / self.wall_s if self.wall_s > 0 else 0.0
-        out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} objects in "
-               f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {rate:.1f} boxes/s)"
+        speed = (f"{self.objects / self.wall_s:.1f} boxes/s" if self.output == "labels"
+                 else f"{self.wall_s / max(self.processed, 1):.2f} s/image") if self.wall_s > 0 else "-"
+        what = "objects" if self.output == "labels" else "proposals"
+        out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} {what} in "
+               f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {speed})"
                + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
                f"store: {self.store} ({self.done} labelled, {self.failed} failed of {self.images})"]
         if self.counts:
@@ -86,9 +89,11 @@ def _pin_threads() -> None:
         pass
 
 
-def build_entry(record: ImageRecord, result: StageResult) -> dict[str, Any]:
+def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> dict[str, Any]:
     """What the store keeps for one image: the stage's arrays plus what the record knows,
-    checked for shape and value range."""
+    checked for shape and value range. Image-sized arrays are compressed here, in the worker."""
+    if isinstance(result, ProposalResult):
+        return build_proposal_entry(record, result)
     shape, k = (record.height, record.width), len(record.objects)
     label = np.asarray(result.label)
     if label.shape != shape or label.dtype != np.uint8:
@@ -111,57 +116,129 @@ def build_entry(record: ImageRecord, result: StageResult) -> dict[str, Any]:
         maps = ChunkedArray.encode(maps)
     return {
         "image_path": record.image_path,
-        "label": ChunkedArray.encode(label),           # compressed here, in the worker
+        "height": shape[0],
+        "width": shape[1],
+        "num_objects": k,
+        "label": ChunkedArray.encode(label),
         "masks": ChunkedArray.encode(masks.view(np.uint8)),
         "maps": maps,
-        "boxes": boxes,
-        "classes": classes,
-        "difficult": record.flags("difficult"),
-        "truncated": record.flags("truncated"),
-        "filling_rate": filling_rates(label, boxes, classes),  # before encoding: needs pixels
+        "boxes": boxes.astype(np.int32),
+        "classes": classes.astype(np.uint8),
+        "difficult": record.flags("difficult").view(np.uint8),
+        "truncated": record.flags("truncated").view(np.uint8),
+        "filling_rate": filling_rates(label, boxes, classes).astype(np.float32),
         "objects": dict(result.objects),
         "attrs": dict(result.attrs),
     }
 
 
-def process_record(stage_name: str, config: Any, record: ImageRecord) -> tuple:
+def build_proposal_entry(record: ImageRecord, result: ProposalResult) -> dict[str, Any]:
+    sp = np.asarray(result.superpixels)
+    if sp.shape != (record.height, record.width):
+        raise TypeError(f"stage returned superpixels {sp.shape}, expected {(record.height, record.width)}")
+    m = result.membership.tocsr()
+    n = int(sp.max()) + 1 if sp.size else 0
+    if m.shape[1] != n:
+        raise TypeError(f"membership has {m.shape[1]} columns but the image has {n} superpixels")
+    return {
+        "image_path": record.image_path,
+        "height": sp.shape[0],
+        "width": sp.shape[1],
+        "num_objects": int(m.shape[0]),                 # proposals, in a proposal store's index
+        "superpixels": ChunkedArray.encode(sp.astype(np.int32)),
+        "indptr": m.indptr.astype(np.int64),
+        "indices": m.indices.astype(np.int32),
+        "attrs": {"num_superpixels": n, "num_proposals": int(m.shape[0]), **result.attrs},
+    }
+
+
+_UPSTREAM: dict[str, Any] = {}
+
+
+def _upstream(path: str):
+    """Open an upstream store once per process (workers open their own handles)."""
+    key = f"{os.getpid()}:{path}"
+    if key not in _UPSTREAM:
+        _UPSTREAM[key] = open_store(path, load_masks=True)
+    return _UPSTREAM[key]
+
+
+def read_inputs(record: ImageRecord, inputs: dict[str, str]) -> dict[str, Any]:
+    """This image's results from the upstream stores, or a DataError naming the store."""
+    out = {}
+    for name, path in inputs.items():
+        store = _upstream(path)
+        if record.image_id in store.failed:
+            raise DataError(path, f"image failed in stage '{name}': {store.failed[record.image_id]}",
+                            record.image_id)
+        if record.image_id not in store:
+            raise DataError(path, f"stage '{name}' has no result for this image", record.image_id)
+        out[name] = store[record.image_id]
+    return out
+
+
+def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: dict[str, str] | None = None) -> tuple:
     """Worker: ``("ok", id, entry, counts)`` or ``("failed", id, path, problem)`` for bad input.
-    Picklable and free of open handles, so any joblib backend can run it."""
+    Picklable and free of open handles (upstream stores are passed as paths), so any joblib
+    backend can run it."""
     _pin_threads()
     stage = get_stage(stage_name)
     try:
+        upstream = read_inputs(record, inputs or {})
         image = load_image(record) if stage.needs_image else None
-        result = stage.process_image(record, image, config)
+        result = stage.process_image(record, image, config, upstream)
     except DataError as err:
         return ("failed", record.image_id, err.path, err.problem)
-    return ("ok", record.image_id, build_entry(record, result), dict(result.counts))
+    return ("ok", record.image_id, build_entry(record, result), dict(getattr(result, "counts", {})))
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _identity(stage: str, dataset: Dataset, split: str, config: Any) -> dict[str, Any]:
+def _identity(stage: str, dataset: Dataset, split: str, config: Any, inputs: dict[str, str]) -> dict[str, Any]:
+    """What a store is made from; a resume or a rerun must match it exactly. ``inputs`` pins
+    each upstream store by its configuration hash and completion time."""
+    upstream = {}
+    for name, path in inputs.items():
+        with _open_checked(Path(path)) as f:
+            meta = read_meta(f)
+        upstream[name] = {"path": path, "config_hash": meta["config_hash"], "completed": meta["completed"]}
     return {"stage": stage, "dataset": dataset.name, "dataset_root": str(dataset.root),
             "dataset_kind": dataset.kind, "split": split, "config": config_json(config),
-            "config_hash": config_hash(config)}
+            "config_hash": config_hash(config), "inputs": json.dumps(upstream, sort_keys=True)}
 
 
 def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    return [k for k in ("stage", "dataset_root", "split", "config_hash") if have.get(k) != want.get(k)]
+    names = {"config_hash": "configuration", "dataset_root": "dataset", "inputs": "upstream stores"}
+    return [names.get(k, k) for k in ("stage", "dataset_root", "split", "config_hash", "inputs")
+            if have.get(k, "{}") != want.get(k)]
 
 
-def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int):
+def upstream_paths(stage_name: str, config: Any, dataset: Dataset, split: str, cache) -> dict[str, str]:
+    """Paths of the finished stores a stage reads, or a StoreError saying what to run first."""
+    paths = {}
+    for name in get_stage(stage_name).inputs(config):
+        get_stage(name)
+        path = store_path(cache, dataset.name, split, name)
+        if not path.exists():
+            raise StoreError(f"stage '{stage_name}' reads the '{name}' store, and {path} is not finished; "
+                             f"run `pseudolabel {name} --split {split}` with the same --data-root and --cache first")
+        paths[name] = str(path)
+    return paths
+
+
+def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, inputs: dict[str, str]):
     """Results of ``process_record`` over ``records``: in split order for ``jobs=1`` (a plain
     loop); otherwise as they finish, with the largest images (most boxes, then most pixels)
     submitted first, so no long image is left running alone at the end. Order does not
     change the store: entries are keyed by id and assembled in split order."""
     if jobs == 1 or len(records) <= 1:
-        return (process_record(stage_name, config, r) for r in records)
+        return (process_record(stage_name, config, r, inputs) for r in records)
     from joblib import Parallel, delayed
     largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
     return Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(process_record)(stage_name, config, r) for r in largest_first)
+        delayed(process_record)(stage_name, config, r, inputs) for r in largest_first)
 
 
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
@@ -177,22 +254,25 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    stage = get_stage(stage_name)
+    config = config if config is not None else stage.config_class()
+    inputs = upstream_paths(stage_name, config, dataset, split, cache)
     out = store_path(cache, dataset.name, split, stage_name)
     with run_lock(out):
         return _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
-                           on_error=on_error, progress=progress, log=log)
+                           on_error=on_error, progress=progress, log=log, inputs=inputs)
 
 
 def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,
-                force: bool, on_error: str, progress: bool, log: Callable[[str], None]) -> RunSummary:
+                force: bool, on_error: str, progress: bool, log: Callable[[str], None],
+                inputs: dict[str, str]) -> RunSummary:
     stage = get_stage(stage_name)
-    config = config if config is not None else stage.config_class()
     jobs = resolve_jobs(jobs)
     journal = Journal(partial_dir(out))
-    want = _identity(stage_name, dataset, split, config)
+    want = _identity(stage_name, dataset, split, config, inputs)
     records = dataset.records(split)
     ids = [r.image_id for r in records]
-    summary = RunSummary(stage=stage_name, split=split, store=out, images=len(records))
+    summary = RunSummary(stage=stage_name, split=split, store=out, images=len(records), output=stage.output)
 
     if force:
         journal.remove()
@@ -241,7 +321,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     # 2. process, committing each image to the journal as it arrives (in split order).
     start = time.perf_counter()
     bar = Progress(len(good), f"{stage_name} [{split}]", enabled=progress)
-    for status, image_id, *rest in _map(stage_name, config, good, jobs):
+    for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs):
         if status == "failed":
             path, problem = rest
             if on_error == "fail":
@@ -252,7 +332,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
         else:
             entry, counts = rest
             journal.put(image_id, entry)
-            summary.objects += len(entry["classes"])
+            summary.objects += entry["num_objects"]
             for key, value in counts.items():
                 summary.counts[key] = summary.counts.get(key, 0) + int(value)
         summary.processed += 1
@@ -265,7 +345,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     meta = {**want, "package_version": __version__, "created": manifest["created"],
             "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES))}
     tmp = out.with_name(out.name + ".tmp")
-    write_store(tmp, meta, ids, ((i, *journal.get(i)) for i in ids))
+    write_store(tmp, meta, ids, ((i, *journal.get(i)) for i in ids), FORMATS[stage.output])
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)

@@ -83,7 +83,7 @@ def test_changed_configuration_or_dataset_is_refused(voc_root, tmp_path):
     ds = open_dataset(voc_root)
     run_stage("boxes", ds, "train", tmp_path, progress=False)
     other = make_voc_tree(tmp_path / "elsewhere" / "VOC2012", n_images=8)
-    with pytest.raises(StoreError, match="different dataset_root.*--force"):
+    with pytest.raises(StoreError, match="different dataset.*--force"):
         run_stage("boxes", open_dataset(other), "train", tmp_path, progress=False)
 
 

@@ -1,9 +1,13 @@
 """What a stage is: a frozen configuration dataclass and a pure per-image function.
 
 A stage never opens a store, never chooses its parallelism and never reads files other than
-through the catalog's loader (which the runner calls). ``process_image(record, image, config)``
-returns a :class:`StageResult`; the runner adds what the record already knows (boxes,
-classes, flags) and the filling rates, and hands the result to the store writer.
+through the catalog (the runner loads the image). ``process_image(record, image, config,
+inputs)`` returns a :class:`StageResult` (label stores) or a :class:`ProposalResult`
+(proposal stores); the runner adds what the record already knows (boxes, classes, flags) and
+the filling rates, and hands the result to the store writer. ``inputs`` holds, per upstream
+stage the configuration names (``Stage.inputs(config)``), that stage's result for this image,
+read by the runner from its finished store: a :class:`~pseudolabel.store.Sample` with masks,
+or a :class:`~pseudolabel.store.Proposals`.
 """
 from __future__ import annotations
 
@@ -39,15 +43,39 @@ class StageResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class ProposalResult:
+    """Segment proposals of one image, as unions of superpixels.
+
+    superpixels: (H, W) int32 finest partition, ids 0..n-1 (all used).
+    membership:  (P, n) scipy.sparse CSR, row p = the superpixels of proposal p.
+    attrs:       per-image scalars (e.g. seconds spent).
+    """
+
+    superpixels: np.ndarray
+    membership: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def no_inputs(config: Any) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Stage:
-    """A registered stage: its name, one-line description, config class and worker."""
+    """A registered stage: its name, one-line description, config class and worker.
+
+    output: ``"labels"`` (a label store) or ``"proposals"`` (a proposal store).
+    inputs: the upstream stages whose stores ``process_image`` reads, given its config.
+    """
 
     name: str
     help: str
     config_class: type
-    process_image: Callable[[ImageRecord, np.ndarray, Any], StageResult]
+    process_image: Callable[..., StageResult | ProposalResult]
     needs_image: bool = True
+    output: str = "labels"
+    inputs: Callable[[Any], tuple[str, ...]] = no_inputs
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

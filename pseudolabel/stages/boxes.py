@@ -17,7 +17,7 @@ class BoxesConfig:
     """The filled-box baseline has no parameters."""
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: BoxesConfig) -> StageResult:
+def process_image(record: ImageRecord, image: np.ndarray, config: BoxesConfig, inputs=None) -> StageResult:
     """1. fill each box  2. paint larger boxes first, smaller on top."""
     boxes, classes = record.boxes(), record.classes()
     masks = box_masks(boxes, (record.height, record.width))

@@ -59,7 +59,7 @@ def _reference_mask(image: np.ndarray, box, seed: int) -> tuple[np.ndarray, tupl
         return mask, (REFERENCE_ERROR,)
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig) -> StageResult:
+def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig, inputs=None) -> StageResult:
     boxes, classes = record.boxes(), record.classes()
     shape = (record.height, record.width)
     masks = np.zeros((len(boxes), *shape), dtype=bool)

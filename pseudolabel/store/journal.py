@@ -141,5 +141,6 @@ class Journal:
                                                str(data[f"{name}.dtype"]),
                                                [blob[e - n:e] for e, n in zip(ends, sizes)])
                 elif "." not in key:
-                    entry[key] = data[key]
+                    value = data[key]
+                    entry[key] = value.item() if value.ndim == 0 else value
         return entry, ""

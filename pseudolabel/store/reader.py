@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import StoreError
 from .journal import Journal
-from .schema import FORMAT_NAME, FORMAT_VERSION, partial_dir, read_meta
+from .schema import FORMAT_NAME, FORMAT_VERSION, PROPOSAL_FORMAT_NAME, partial_dir, read_meta
 
 
 @dataclass
@@ -53,16 +53,37 @@ def _check_path(path: Path) -> None:
     raise StoreError(f"{path}: no such label store")
 
 
-def _open_checked(path: Path) -> h5py.File:
+@dataclass
+class Proposals:
+    """One image's segment proposals: ``superpixels`` (H, W) int32 ids 0..n-1 and
+    ``membership`` (P, n) CSR bool, row p = the superpixels of proposal p."""
+
+    image_id: str
+    superpixels: np.ndarray
+    membership: Any
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def decode(self, p: int) -> np.ndarray:
+        """(H, W) bool mask of proposal p."""
+        lut = np.zeros(self.membership.shape[1], dtype=bool)
+        lut[self.membership[p].indices] = True
+        return lut[self.superpixels]
+
+
+def _open_checked(path: Path, format_name: str | None = None) -> h5py.File:
+    """Open a finished store read-only, checking format (any of ours when ``format_name`` is
+    None), version and completion."""
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
     try:
         meta = read_meta(f)
-        if meta.get("format") != FORMAT_NAME:
-            raise StoreError(f"{path}: not a pseudolabel label store (format attribute is "
-                             f"{meta.get('format')!r}, expected {FORMAT_NAME!r})")
+        expected = (format_name,) if format_name else (FORMAT_NAME, PROPOSAL_FORMAT_NAME)
+        if meta.get("format") not in expected:
+            kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
+            raise StoreError(f"{path}: not a pseudolabel {kind} (format attribute is "
+                             f"{meta.get('format')!r}, expected {' or '.join(map(repr, expected))})")
         if meta.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"{path}: store format version {meta.get('format_version')} is not "
                              f"supported by this reader (version {FORMAT_VERSION}); regenerate it "
@@ -75,19 +96,15 @@ def _open_checked(path: Path) -> h5py.File:
     return f
 
 
-class LabelStore:
-    """Random access to a finished label store, by index (over the images that were
-    labelled, in split order) or by image id.
+class _Store:
+    """Shared by the readers: validation, the index, lazy per-process opening."""
 
-    >>> store = LabelStore("cache/VOC2012/train/boxes.h5")
-    >>> sample = store["2007_000032"]; sample.label.shape, sample.filling_rate[15]
-    """
+    format_name = FORMAT_NAME
 
-    def __init__(self, path: str | os.PathLike, *, load_masks: bool = False):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.load_masks = load_masks
         _check_path(self.path)
-        with _open_checked(self.path) as f:
+        with _open_checked(self.path, self.format_name) as f:
             self.meta = read_meta(f)
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
             done = f["index/done"][()].astype(bool)
@@ -130,10 +147,10 @@ class LabelStore:
         state["_pid"] = None
         return state
 
-    def __getitem__(self, key: int | str) -> Sample:
+    def _group(self, key: int | str) -> tuple[str, h5py.Group]:
         if isinstance(key, (int, np.integer)):
             if not -len(self.ids) <= key < len(self.ids):
-                raise IndexError(f"index {key} out of range for {len(self.ids)} labelled images")
+                raise IndexError(f"index {key} out of range for {len(self.ids)} finished images")
             image_id = self.ids[key]
         else:
             image_id = key
@@ -141,7 +158,31 @@ class LabelStore:
                 if image_id in self.failed:
                     raise KeyError(f"image '{image_id}' failed in this run: {self.failed[image_id]}")
                 raise KeyError(f"image '{image_id}' is not in store {self.path}")
-        g = self._handle()["images"][image_id]
+        return image_id, self._handle()["images"][image_id]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, stage={self.meta.get('stage')!r}, "
+                f"images={len(self)}, failed={len(self.failed)})")
+
+
+class LabelStore(_Store):
+    """Random access to a finished label store, by index (over the images that were
+    labelled, in split order) or by image id.
+
+    >>> store = LabelStore("cache/VOC2012/train/boxes.h5")
+    >>> sample = store["2007_000032"]; sample.label.shape, sample.filling_rate[15]
+    """
+
+    def __init__(self, path: str | os.PathLike, *, load_masks: bool = False):
+        super().__init__(path)
+        self.load_masks = load_masks
+
+    def __getitem__(self, key: int | str) -> Sample:
+        image_id, g = self._group(key)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
         return Sample(
             image_id=image_id,
@@ -158,13 +199,34 @@ class LabelStore:
             attrs=attrs,
         )
 
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
 
-    def __repr__(self) -> str:
-        return (f"LabelStore({str(self.path)!r}, stage={self.meta.get('stage')!r}, "
-                f"images={len(self)}, failed={len(self.failed)})")
+class ProposalStore(_Store):
+    """Random access to a finished proposal store (``pseudolabel proposals``)."""
+
+    format_name = PROPOSAL_FORMAT_NAME
+
+    def __getitem__(self, key: int | str) -> Proposals:
+        import scipy.sparse as sparse
+
+        image_id, g = self._group(key)
+        sp = g["superpixels"][()]
+        n = int(g.attrs["num_superpixels"])
+        indptr, indices = g["indptr"][()], g["indices"][()]
+        membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
+                                       shape=(len(indptr) - 1, n))
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+        return Proposals(image_id=image_id, superpixels=sp, membership=membership, attrs=attrs)
+
+
+def open_store(path: str | os.PathLike, **kwargs) -> LabelStore | ProposalStore:
+    """The right reader for whatever store ``path`` is."""
+    path = Path(path)
+    _check_path(path)
+    with _open_checked(path) as f:
+        fmt = f.attrs["format"]
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    return ProposalStore(path) if fmt == PROPOSAL_FORMAT_NAME else LabelStore(path, **kwargs)
 
 
 def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
@@ -188,7 +250,7 @@ def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
                 "size_bytes": sum(p.stat().st_size for p in journal.dir.iterdir() if p.is_file()),
             }
         raise StoreError(f"{path}: no such label store")
-    with _open_checked(path) as f:
+    with _open_checked(path, None) as f:
         meta = read_meta(f)
         if check:  # read every dataset once: a damaged chunk fails here, not in a trainer
             try:

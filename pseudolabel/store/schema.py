@@ -15,7 +15,9 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "pseudolabel.labelstore"
+PROPOSAL_FORMAT_NAME = "pseudolabel.proposalstore"
 FORMAT_VERSION = 1
+FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME}
 
 # Per-image datasets every stage writes (see docs/STORE.md).
 PER_OBJECT = ("boxes", "classes", "difficult", "truncated")
@@ -87,31 +89,35 @@ def partial_dir(path: str | os.PathLike) -> Path:
     return Path(str(path) + ".partial")
 
 
+ENTRY_FIELDS = ("image_path", "height", "width", "num_objects", "attrs", "objects")
+"""Entry keys that are not datasets: the rest of an entry's keys become datasets."""
+
+
 def _write_image(group: h5py.Group, entry: dict[str, Any]) -> None:
-    """``entry``: ``label``, ``masks`` (and optionally ``maps``) as :class:`ChunkedArray`;
-    the per-object and per-image arrays as plain numpy arrays."""
-    height, width = entry["label"].shape
-    group.attrs["height"] = height
-    group.attrs["width"] = width
+    """Write one image's entry: ``height``/``width``/``image_path`` and ``attrs`` as group
+    attributes, :class:`ChunkedArray` values as chunked gzip datasets (bytes copied as they
+    are), other arrays as small datasets, ``objects`` as a sub-group of per-object arrays."""
+    group.attrs["height"] = int(entry["height"])
+    group.attrs["width"] = int(entry["width"])
     group.attrs["image_path"] = entry["image_path"]
     for key, value in entry.get("attrs", {}).items():
         group.attrs[key] = value
-    _write_chunked(group, "label", entry["label"])
-    _write_chunked(group, "masks", entry["masks"])
-    if entry.get("maps") is not None:
-        _write_chunked(group, "maps", entry["maps"])
-    group.create_dataset("boxes", data=entry["boxes"].astype(np.int32).reshape(-1, 4))
-    group.create_dataset("classes", data=entry["classes"].astype(np.uint8))
-    group.create_dataset("difficult", data=entry["difficult"].astype(np.uint8))
-    group.create_dataset("truncated", data=entry["truncated"].astype(np.uint8))
-    group.create_dataset("filling_rate", data=entry["filling_rate"].astype(np.float32))
-    objects = group.create_group("objects")
-    for key, value in entry.get("objects", {}).items():
-        objects.create_dataset(key, data=value)
+    for key, value in entry.items():
+        if key in ENTRY_FIELDS or value is None:
+            continue
+        if isinstance(value, ChunkedArray):
+            _write_chunked(group, key, value)
+        else:
+            group.create_dataset(key, data=np.asarray(value))
+    if "objects" in entry:
+        objects = group.create_group("objects")
+        for key, value in entry["objects"].items():
+            objects.create_dataset(key, data=value)
 
 
 def write_store(path: str | os.PathLike, meta: dict[str, Any], ids: list[str],
-                entries: Iterable[tuple[str, dict[str, Any] | None, str]]) -> None:
+                entries: Iterable[tuple[str, dict[str, Any] | None, str]],
+                format_name: str = FORMAT_NAME) -> None:
     """Write a complete store to ``path`` (which should be a temporary name; the caller
     renames it into place). ``entries`` yields ``(image_id, entry or None, error)`` in the
     order of ``ids``; ``meta`` becomes root attributes (``config`` already JSON)."""
@@ -131,8 +137,8 @@ def write_store(path: str | os.PathLike, meta: dict[str, Any], ids: list[str],
                 continue
             _write_image(images.create_group(image_id), entry)
             done[i] = 1
-            heights[i], widths[i] = entry["label"].shape
-            counts[i] = entry["masks"].shape[0]  # ChunkedArray shapes: no decoding needed
+            heights[i], widths[i] = entry["height"], entry["width"]
+            counts[i] = entry.get("num_objects", 0)
         index = f.create_group("index")
         index.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
         index.create_dataset("done", data=done)
@@ -141,7 +147,7 @@ def write_store(path: str | os.PathLike, meta: dict[str, Any], ids: list[str],
         index.create_dataset("width", data=widths)
         index.create_dataset("num_objects", data=counts)
         attrs = dict(meta)
-        attrs.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, num_images=n,
+        attrs.update(format=format_name, format_version=FORMAT_VERSION, num_images=n,
                      num_done=int(done.sum()), num_failed=int(n - done.sum()), complete=True)
         for key, value in attrs.items():
             f.attrs[key] = value
