@@ -383,3 +383,58 @@ def load_object_gt(record: ImageRecord) -> np.ndarray:
     else:
         labels = _load_png_indices(path, record)
     return _check_shape(labels, path, record)
+
+
+# ----------------------------------------------------------------------------- MCG proposals
+def mcg_file(directory: str | os.PathLike, image_id: str) -> Path:
+    """The official MCG file of an image: ``<dir>/<id>.mat``; VOC 2007 images inside VOC 2012
+    (``2007_000032``) are named without the prefix in the VOC 2007 archive (``000032.mat``)."""
+    directory = Path(directory)
+    path = directory / f"{image_id}.mat"
+    if not path.exists() and image_id.startswith("2007_") and (directory / f"{image_id[5:]}.mat").exists():
+        return directory / f"{image_id[5:]}.mat"
+    return path
+
+
+def read_mcg_proposals(path: str | os.PathLike, shape: tuple[int, int] | None = None):
+    """Read an official precomputed MCG file: ``superpixels`` (H, W, 1-based) and ``labels``
+    (a cell array of 1-based superpixel id lists, one per proposal, rank order). Returns
+    ``(sp (H, W) int32 0-based, membership (P, n) CSR bool)``; empty proposals are dropped,
+    ``scores`` and ``bboxes`` are not used (bboxes are not aligned with labels)."""
+    import scipy.sparse as sparse
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        mat = loadmat(str(path), squeeze_me=True, variable_names=("superpixels", "labels"))
+    except FileNotFoundError:
+        raise DataError(path, "MCG proposal file is missing") from None
+    except Exception as exc:
+        raise DataError(path, f"cannot read MATLAB file ({type(exc).__name__}: {exc})") from None
+    for key in ("superpixels", "labels"):
+        if key not in mat:
+            raise DataError(path, f"MCG file has no '{key}' variable")
+    sp = np.asarray(mat["superpixels"])
+    if sp.ndim != 2 or not np.issubdtype(sp.dtype, np.integer) or sp.size == 0 or sp.min() < 1:
+        raise DataError(path, f"'superpixels' must be a 2-D image of ids starting at 1 (got {sp.shape} {sp.dtype})")
+    if shape is not None and sp.shape != tuple(shape):
+        raise DataError(path, f"superpixels are {sp.shape[1]}x{sp.shape[0]} but the image is {shape[1]}x{shape[0]}")
+    n = int(sp.max())
+    labels = mat["labels"]
+    if isinstance(labels, np.ndarray) and labels.dtype == object:
+        cells = list(labels.ravel())
+    else:  # a single proposal, squeezed by loadmat to a number or a numeric vector
+        cells = [labels]
+    rows, indptr = [], [0]
+    for cell in cells:
+        ids = np.atleast_1d(np.asarray(cell)).ravel()
+        if ids.size == 0:
+            continue
+        if not np.issubdtype(ids.dtype, np.number) or ids.min() < 1 or ids.max() > n:
+            raise DataError(path, f"'labels' refers to superpixel ids outside 1..{n}")
+        ids = np.unique(ids.astype(np.int64)) - 1
+        rows.append(ids)
+        indptr.append(indptr[-1] + ids.size)
+    indices = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+    membership = sparse.csr_matrix((np.ones(indices.size, bool), indices, np.array(indptr)), shape=(len(rows), n))
+    return (sp - 1).astype(np.int32), membership

@@ -23,7 +23,7 @@ from .export import export_png
 from .records import ObjectRecord
 from .runner import run_stage
 from .stages import STAGES
-from .store import LabelStore
+from .store import LabelStore, ProposalStore, open_store
 from .vocwrite import make_voc_folders, voc_xml, write_split
 
 SPLIT = "train"
@@ -61,11 +61,22 @@ def build_demo_dataset(root: str | os.PathLike) -> Path:
     return root
 
 
-def draw_overlay(stores: dict[str, LabelStore], out: str | os.PathLike, alpha: float = 0.55) -> Path:
+def _proposal_tile(photo: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
+    """The photo with the finest partition's boundaries drawn in yellow."""
+    edges = np.zeros(superpixels.shape, dtype=bool)
+    edges[:, 1:] |= superpixels[:, 1:] != superpixels[:, :-1]
+    edges[1:, :] |= superpixels[1:, :] != superpixels[:-1, :]
+    tile = photo.copy()
+    tile[edges] = (255, 230, 0)
+    return tile
+
+
+def draw_overlay(stores: dict, out: str | os.PathLike, alpha: float = 0.55) -> Path:
     """One row per photo: the photo with its boxes, then each stage's labels blended in VOC
-    colours (255 = ignore drawn in the VOC void colour)."""
+    colours (255 = ignore drawn in the VOC void colour); proposal stores show their finest
+    partition."""
     palette = voc_palette()
-    first = next(iter(stores.values()))
+    first = next(s for s in stores.values() if isinstance(s, LabelStore))
     tiles_per_row = 1 + len(stores)
     rows = []
     for image_id in first.ids:
@@ -82,10 +93,13 @@ def draw_overlay(stores: dict[str, LabelStore], out: str | os.PathLike, alpha: f
             draw.text((x0 + 6, y0 + 4), VOC_CLASSES[int(c)], fill=colour, font=ImageFont.load_default(size=28))
         tiles.append(boxed.resize(size))
         for name, store in stores.items():
-            label = store[image_id].label
-            colours = palette[label].astype(np.float32)
-            keep = (label == 0)[..., None]
-            blended = np.where(keep, photo, (1 - alpha) * photo + alpha * colours).astype(np.uint8)
+            if isinstance(store, ProposalStore):
+                blended = _proposal_tile(photo, store[image_id].superpixels)
+            else:
+                label = store[image_id].label
+                colours = palette[label].astype(np.float32)
+                keep = (label == 0)[..., None]
+                blended = np.where(keep, photo, (1 - alpha) * photo + alpha * colours).astype(np.uint8)
             tile = Image.fromarray(blended).resize(size)
             ImageDraw.Draw(tile).text((6, 6), name, fill=(255, 255, 255), font=ImageFont.load_default(size=18))
             tiles.append(tile)
@@ -114,14 +128,15 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
     dataset = open_dataset(root)
     log(f"demo dataset: {len(dataset.records(SPLIT))} photos from scikit-image in {root}")
     stores = {}
-    for name in STAGES:
+    for name in STAGES:  # registration order: every stage after the stages it reads
         summary = run_stage(name, dataset, SPLIT, base / "stores", jobs=jobs, force=force, progress=progress, log=log)
         for line in summary.lines():
             log(line)
-        stores[name] = LabelStore(summary.store)
-        out = summary.store.parent / "export" / name
-        export_png(stores[name], out, progress=False)
-        log(f"exported {name} PNGs to {out}")
+        stores[name] = open_store(summary.store)
+        if isinstance(stores[name], LabelStore):
+            out = summary.store.parent / "export" / name
+            export_png(stores[name], out, progress=False)
+            log(f"exported {name} PNGs to {out}")
     overlay = draw_overlay(stores, base / "overlay.png")
     log(f"overlay (photo with boxes, then each stage's labels): {overlay}")
     log(f"demo finished in {time.perf_counter() - start:.1f} s")

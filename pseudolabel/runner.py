@@ -43,7 +43,7 @@ class RunSummary:
     images: int = 0            # images in the split
     processed: int = 0         # images this run worked on
     resumed: int = 0           # images already finished by an earlier, interrupted run
-    done: int = 0              # labelled images in the finished store
+    done: int = 0              # finished images in the store
     failed: int = 0            # images recorded as failed in the finished store
     objects: int = 0           # objects in the images this run processed
     wall_s: float = 0.0
@@ -55,14 +55,14 @@ class RunSummary:
     def lines(self) -> list[str]:
         if self.nothing_to_do:
             return [f"{self.stage} [{self.split}]: nothing to do, {self.store} is complete "
-                    f"({self.done} labelled, {self.failed} failed); use --force to recompute"]
+                    f"({self.done} done, {self.failed} failed); use --force to recompute"]
         speed = (f"{self.objects / self.wall_s:.1f} boxes/s" if self.output == "labels"
                  else f"{self.wall_s / max(self.processed, 1):.2f} s/image") if self.wall_s > 0 else "-"
         what = "objects" if self.output == "labels" else "proposals"
         out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} {what} in "
                f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {speed})"
                + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
-               f"store: {self.store} ({self.done} labelled, {self.failed} failed of {self.images})"]
+               f"store: {self.store} ({self.done} done, {self.failed} failed of {self.images})"]
         if self.counts:
             out.insert(1, "events: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         if self.failed:

@@ -80,7 +80,7 @@ def test_cli_errors_are_one_line(invoke, tmp_path):
     assert result.exit_code != 0
     make_voc_tree(tmp_path / "VOC2012", n_images=2)
     result = invoke("evaluate", "--data-root", tmp_path / "VOC2012", "--stage", "boxes")
-    assert result.exit_code == 1 and "no such label store; run `pseudolabel boxes --split train`" in result.output
+    assert result.exit_code == 1 and "no such store; run `pseudolabel boxes --split train`" in result.output
     result = invoke("info", tmp_path / "nope.h5")
     assert result.exit_code == 1 and "no such label store" in result.output
 

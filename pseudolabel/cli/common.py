@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 
 import click
@@ -37,16 +38,24 @@ def dataset_from(data_root: str | None) -> Dataset:
     return open_dataset(data_root)
 
 
-def open_store(cache: str, dataset: Dataset, split: str, stage: str):
-    """The store a stage wrote under the output root, with a hint when there is none yet."""
+def store_file_path(cache: str, dataset: Dataset, split: str, stage: str):
+    """The path of the store a stage wrote under the output root, with a hint when there is
+    none yet."""
     from ..errors import StoreError
-    from ..store import LabelStore, partial_dir, store_path
+    from ..store import partial_dir, store_path
 
     path = store_path(cache, dataset.name, split, stage)
     if not path.exists() and not partial_dir(path).exists():
-        raise StoreError(f"{path}: no such label store; run `pseudolabel {stage} --split {split}` "
+        raise StoreError(f"{path}: no such store; run `pseudolabel {stage} --split {split}` "
                          f"with the same --data-root and --cache first")
-    return LabelStore(path)
+    return path
+
+
+def open_store(cache: str, dataset: Dataset, split: str, stage: str):
+    """The label store a stage wrote under the output root."""
+    from ..store import LabelStore
+
+    return LabelStore(store_file_path(cache, dataset, split, stage))
 
 
 def field_docs(config_class: type) -> dict[str, str]:
@@ -82,7 +91,10 @@ def config_options(config_class: type):
             kind = hints[f.name]
             name = f.name.replace("_", "-")
             help_text = f.metadata.get("help", docs.get(f.name, ""))
-            if kind is bool:
+            if typing.get_origin(kind) is tuple:      # sequences: given as JSON on the command line
+                opt = click.option(f"--{name}", f.name, type=str, default=json.dumps(f.default),
+                                   help=f"{help_text} (JSON list)")
+            elif kind is bool:
                 opt = click.option(f"--{name}/--no-{name}", f.name, default=f.default, help=help_text)
             elif "choices" in f.metadata:
                 opt = click.option(f"--{name}", f.name, type=click.Choice(f.metadata["choices"]),
@@ -97,8 +109,24 @@ def config_options(config_class: type):
 def build_config(config_class: type, values: dict):
     """The config dataclass from option values; its own validation errors become
     :class:`ConfigError` messages."""
-    names = {f.name for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    kwargs = {}
+    for f in dataclasses.fields(config_class):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if typing.get_origin(hints[f.name]) is tuple and isinstance(value, str):
+            try:
+                value = _tuples(json.loads(value))
+            except ValueError as exc:
+                raise ConfigError(f"--{f.name.replace('_', '-')}: not a JSON list ({exc})") from None
+        kwargs[f.name] = value
     try:
-        return config_class(**{k: v for k, v in values.items() if k in names})
+        return config_class(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid {config_class.__name__}: {exc}") from None
+
+
+def _tuples(value):
+    """JSON lists back to the (nested) tuples frozen configs hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

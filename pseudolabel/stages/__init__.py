@@ -2,7 +2,7 @@
 ``process_image(record, image, config) -> StageResult``, registered here."""
 from __future__ import annotations
 
-from . import boxes, grabcut
+from . import boxes, fuse, grabcut, proposals, refine
 from .base import Stage, StageResult
 
 STAGES: dict[str, Stage] = {
@@ -18,6 +18,32 @@ STAGES: dict[str, Stage] = {
              "is weak, plus Box2Seg's per-class filling rates (--reference: plain GrabCut).",
         config_class=grabcut.GrabCutConfig,
         process_image=grabcut.process_image,
+    ),
+    "proposals": Stage(
+        name="proposals",
+        help="MCG-style segment proposals (superpixels + sparse membership), or official MCG "
+             ".mat files converted with --from-mcg DIR.",
+        config_class=proposals.ProposalConfig,
+        process_image=proposals.process_image,
+        output="proposals",
+    ),
+    "refine": Stage(
+        name="refine",
+        help="Refine another stage's per-object masks with segment proposals (BBAM's rule); "
+             "reads the --source store and the proposals store of the same split.",
+        config_class=refine.RefineConfig,
+        process_image=refine.process_image,
+        needs_image=False,
+        inputs=refine.inputs,
+    ),
+    "fuse": Stage(
+        name="fuse",
+        help="Agreement of several label stores: where they agree the class stands, where they "
+             "disagree the pixel is 255.",
+        config_class=fuse.FuseConfig,
+        process_image=fuse.process_image,
+        needs_image=False,
+        inputs=fuse.inputs,
     ),
 }
 

@@ -37,6 +37,7 @@ class Sample:
     maps: np.ndarray | None = None    # (K, H, W) float32, when the stage stores soft maps
     objects: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)   # of the stage that made the store
 
 
 def _check_path(path: Path) -> None:
@@ -197,6 +198,7 @@ class LabelStore(_Store):
             maps=g["maps"][()].astype(np.float32) if (self.load_masks and "maps" in g) else None,
             objects={k: v[()] for k, v in g["objects"].items()},
             attrs=attrs,
+            config=self.config,
         )
 
 

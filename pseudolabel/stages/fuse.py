@@ -1,0 +1,52 @@
+"""The ``fuse`` stage: agreement of several label stores (Simple Does It's M∩G+ idea).
+
+Per pixel: where every source gives the same class (background included), that class stands;
+where they disagree, or any source ignores the pixel, it becomes 255. Per object: the
+intersection of the sources' masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..classes import IGNORE
+from ..errors import DataError
+from ..records import ImageRecord
+from .base import StageResult
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    sources: str = "grabcut,refine"
+    """Comma-separated stages whose label stores are fused (at least two, all finished)."""
+
+    def __post_init__(self):
+        names = self.source_names()
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"sources must name at least two different stages, got {self.sources!r}")
+        if "fuse" in names:
+            raise ValueError("fuse cannot read its own store")
+
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.sources.split(",") if n.strip())
+
+
+def inputs(config: FuseConfig) -> tuple[str, ...]:
+    return config.source_names()
+
+
+def process_image(record: ImageRecord, image, config: FuseConfig, inputs: dict) -> StageResult:
+    samples = [inputs[name] for name in config.source_names()]
+    boxes = record.boxes()
+    for name, s in zip(config.source_names(), samples):
+        if not np.array_equal(s.boxes, boxes):
+            raise DataError(s.image_path, f"the {name} store's objects differ from the annotation's",
+                            record.image_id)
+    first = samples[0].label
+    agree = np.ones(first.shape, dtype=bool)
+    for s in samples[1:]:
+        agree &= s.label == first
+    label = np.where(agree & (first != IGNORE), first, IGNORE).astype(np.uint8)
+    masks = np.logical_and.reduce([s.masks for s in samples])
+    return StageResult(label=label, masks=masks, counts={"pixels_disagreeing": int((~agree).sum())})

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from pseudolabel.catalog import load_class_gt, load_object_gt, mcg_file, open_dataset, read_mcg_proposals
+from pseudolabel.classes import IGNORE
+from pseudolabel.errors import DataError, StoreError
+from pseudolabel.evaluate import best_overlaps
+from pseudolabel.runner import run_stage
+from pseudolabel.stages.proposals import ProposalConfig
+from pseudolabel.stages.refine import RefineConfig
+from pseudolabel.store import LabelStore, ProposalStore
+
+
+def write_mcg(path, superpixels_1based, proposals_1based):
+    """An official-format MCG file: superpixels (H, W) from 1; labels a (P, 1) cell array of
+    column vectors of 1-based superpixel ids; scores (P, 1)."""
+    cell = np.empty((len(proposals_1based), 1), dtype=object)
+    for i, ids in enumerate(proposals_1based):
+        cell[i, 0] = np.array(ids, dtype=np.uint32).reshape(-1, 1)
+    savemat(path, {"superpixels": superpixels_1based.astype(np.uint16), "labels": cell,
+                   "scores": np.linspace(1, 0, len(proposals_1based)).reshape(-1, 1)})
+
+
+def test_read_official_mcg_file(tmp_path):
+    sp = np.array([[1, 1, 2], [3, 3, 2]])
+    write_mcg(tmp_path / "2008_000001.mat", sp, [[1, 2], [3], [1, 2, 3]])
+    zero_based, m = read_mcg_proposals(tmp_path / "2008_000001.mat", shape=(2, 3))
+    assert (zero_based == sp - 1).all() and zero_based.dtype == np.int32
+    assert m.toarray().tolist() == [[True, True, False], [False, False, True], [True, True, True]]
+    write_mcg(tmp_path / "000032.mat", sp, [[2]])              # VOC 2007 naming in the 2007 archive
+    assert mcg_file(tmp_path, "2007_000032").name == "000032.mat"
+    assert read_mcg_proposals(mcg_file(tmp_path, "2007_000032"))[1].toarray().tolist() == [[False, True, False]]
+
+
+def test_mcg_file_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="MCG proposal file is missing"):
+        read_mcg_proposals(tmp_path / "nope.mat")
+    savemat(tmp_path / "a.mat", {"superpixels": np.ones((2, 2), np.uint16)})
+    with pytest.raises(DataError, match=r"a\.mat: MCG file has no 'labels'"):
+        read_mcg_proposals(tmp_path / "a.mat")
+    write_mcg(tmp_path / "b.mat", np.ones((2, 2)), [[1, 5]])
+    with pytest.raises(DataError, match="outside 1..1"):
+        read_mcg_proposals(tmp_path / "b.mat")
+    write_mcg(tmp_path / "c.mat", np.ones((2, 2)), [[1]])
+    with pytest.raises(DataError, match="superpixels are 2x2 but the image is 3x2"):
+        read_mcg_proposals(tmp_path / "c.mat", shape=(2, 3))
+    (tmp_path / "d.mat").write_bytes(b"not matlab")
+    with pytest.raises(DataError, match=r"d\.mat: cannot read MATLAB file"):
+        read_mcg_proposals(tmp_path / "d.mat")
+
+
+def gt_proposals(voc_root, split, mcg_dir, grid=8):
+    """Official-format files whose superpixels follow the ground-truth instances (cut by a grid)
+    and whose proposals include each whole instance: refinement can then recover them."""
+    mcg_dir.mkdir(exist_ok=True)
+    for r in open_dataset(voc_root).records(split):
+        inst = load_object_gt(r).astype(np.int64)
+        inst[inst == IGNORE] = 0
+        rows, cols = np.mgrid[0:r.height, 0:r.width]
+        cellid = (rows // grid) * 1000 + cols // grid
+        _, sp = np.unique(inst * 10 ** 6 + cellid, return_inverse=True)
+        sp = sp.reshape(inst.shape) + 1
+        proposals = [np.unique(sp[inst == k]).tolist() for k in np.unique(inst) if k]
+        proposals += [[s] for s in range(1, sp.max() + 1)]
+        write_mcg(mcg_dir / f"{r.image_id}.mat", sp, proposals)
+
+
+def test_from_mcg_store_and_evaluate_proposals(voc_root, tmp_path, invoke):
+    gt_proposals(voc_root, "train", tmp_path / "mcg")
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    result = invoke("proposals", "--from-mcg", tmp_path / "mcg", env=env)
+    assert result.exit_code == 0, result.output
+    store = ProposalStore(tmp_path / "cache" / "VOC2012" / "train" / "proposals.h5")
+    p = store[0]
+    assert p.superpixels.dtype == np.int32 and p.membership.shape[1] == p.superpixels.max() + 1
+    report = json.loads(invoke("-q", "evaluate-proposals", "--json", env=env).stdout)
+    # proposals include every whole instance (up to the GT void band): ABO is ~1 everywhere
+    assert report["all"]["abo"] > 0.99 and report["recall_70"] == 1.0 and report["proposals_per_image"] > 1
+    assert {"abo", "recall_50", "recall_70", "all", "seconds_per_image"} <= set(report)
+
+
+def test_best_overlap_excludes_void_and_is_exact():
+    inst = np.zeros((10, 10), np.uint8)
+    inst[2:6, 2:6] = 1
+    inst[2, 2] = IGNORE                        # void pixel: counted in neither
+    sp = np.arange(100, dtype=np.int32).reshape(10, 10) // 10    # superpixel = row
+    import scipy.sparse as sparse
+    m = sparse.csr_matrix(np.eye(10, dtype=bool)[[2, 3]].astype(bool))   # rows 2 and 3
+    (best, w, h), = best_overlaps(sp, m, inst)
+    # row 3: 10 valid pixels, 4 in the instance (15 pixels): IoU 4 / 21; row 2: 9 valid, 3 in it
+    assert best == pytest.approx(4 / 21) and (w, h) == (4, 4)
+
+
+def test_refine_recovers_instances_and_fuse_marks_disagreement(voc_root, tmp_path, invoke):
+    gt_proposals(voc_root, "trainval", tmp_path / "mcg")
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    for args in (["boxes"], ["grabcut"], ["proposals", "--from-mcg", tmp_path / "mcg"], ["refine"]):
+        result = invoke(*args, "--split", "trainval", env=env)
+        assert result.exit_code == 0, result.output
+    def miou(stage):
+        return json.loads(invoke("-q", "evaluate", "--stage", stage, "--split", "trainval", "--json", env=env).stdout)
+    assert miou("refine")["miou"] >= 95
+    store = LabelStore(tmp_path / "cache" / "VOC2012" / "trainval" / "refine.h5", load_masks=True)
+    statuses = {k for k in store[0].objects if k.startswith("status_")}
+    assert statuses == {"status_refined", "status_small_box", "status_no_proposal"}
+    records = {r.image_id: r for r in open_dataset(voc_root).records("trainval")}
+    refined = 0
+    for sample in store:                       # refined masks follow the instances' superpixels
+        inst = load_object_gt(records[sample.image_id])
+        for k, done in enumerate(sample.objects["status_refined"]):
+            if done:
+                truth = inst == k + 1
+                iou = (sample.masks[k] & truth).sum() / (sample.masks[k] | truth).sum()
+                assert iou > 0.9
+                refined += 1
+    assert refined > 3
+
+    result = invoke("fuse", "--split", "trainval", "--sources", "boxes,refine", env=env)
+    assert result.exit_code == 0, result.output
+    fused = LabelStore(tmp_path / "cache" / "VOC2012" / "trainval" / "fuse.h5")
+    boxes = LabelStore(tmp_path / "cache" / "VOC2012" / "trainval" / "boxes.h5")
+    for image_id in fused.ids:
+        a, b, f = boxes[image_id].label, store[image_id].label, fused[image_id].label
+        agree = (a == b) & (a != IGNORE)
+        assert (f[agree] == a[agree]).all() and (f[~agree] == IGNORE).all()
+    assert miou("fuse")["coverage"] < 1.0
+
+
+def test_refine_needs_its_inputs(voc_root, tmp_path):
+    with pytest.raises(StoreError, match=r"reads the 'grabcut' store.*run `pseudolabel grabcut --split train`"):
+        run_stage("refine", open_dataset(voc_root), "train", tmp_path, config=RefineConfig(), progress=False)
+
+
+def test_proposal_config_keeps_every_parameter():
+    import dataclasses
+    assert "from_mcg" in dataclasses.asdict(ProposalConfig())
