@@ -246,6 +246,7 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     heapq.heapify(heap)
     alive = [True] * n + [False] * (n - 1)
     merges = np.empty((n - 1, 2), np.int64)
+    pairs = []
     for k in range(n - 1):
         while True:
             _, a, c = heapq.heappop(heap)
@@ -279,11 +280,14 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
         adj[a] = adj[c] = None
         if new:
             nb = list(new.keys())
+            pairs.append((r, nb))
             e = np.array(list(new.values()))
             sv = sim(r, np.array(nb), e[:, 0] / e[:, 1])
             for item in zip((-sv).tolist(), [r] * len(nb), nb):
                 heapq.heappush(heap, item)
-    return merges
+    pu = np.concatenate([np.full(len(nb), r) for r, nb in pairs])
+    pv = np.concatenate([nb for r, nb in pairs])
+    return merges, pu, pv, size
 
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
@@ -393,6 +397,9 @@ def _unique_rows(props: np.ndarray) -> np.ndarray:
 # public API
 
 
+import os
+PAIRFRAC = float(os.environ.get('PAIRFRAC', '0.002'))
+
 def generate_proposals(
     image_rgb: np.ndarray, params: ProposalParams = ProposalParams()
 ) -> tuple[np.ndarray, sps.csr_matrix]:
@@ -413,9 +420,11 @@ def generate_proposals(
     size, box, feats = _region_features(image_rgb, sp, n, params)
     blocks = []
     for weights in params.strategies:
-        merges = _merge_hierarchy(n, ei, ej, bsum, blen, size, box, feats, weights, sp.size)
+        merges, pu, pv, nsize = _merge_hierarchy(n, ei, ej, bsum, blen, size, box, feats, weights, sp.size)
         mem = _node_members(merges, n)
         blocks.append(mem)
+        keep = (nsize[pu] + nsize[pv]) >= PAIRFRAC * sp.size
+        blocks.append(mem[pu[keep]] | mem[pv[keep]])
         blocks += _cut_combinations(
             merges, mem, n, ei, ej, params.pair_levels, params.triplet_levels
         )
