@@ -21,6 +21,7 @@ the package's 0-based half-open convention (see :mod:`pseudolabel.records`).
 """
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def _read_id_list(path: Path) -> list[str]:
         raise LayoutError(f"{path}: cannot read split file ({exc})") from None
     ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     for image_id in ids:
-        if "/" in image_id or image_id in (".", ".."):
+        if "/" in image_id or "\0" in image_id or image_id in (".", ".."):
             raise LayoutError(f"{path}: invalid image id '{image_id}'")
     if len(set(ids)) != len(ids):
         raise LayoutError(f"{path}: the split lists some image ids more than once")
@@ -175,9 +176,12 @@ def _xml_int(node: ET.Element, tag: str, where: str) -> float:
     if child is None or child.text is None or not child.text.strip():
         raise ValueError(f"missing <{tag}> in {where}")
     try:
-        return float(child.text.strip())
+        value = float(child.text.strip())
     except ValueError:
         raise ValueError(f"<{tag}> in {where} is not a number: '{child.text.strip()}'") from None
+    if not math.isfinite(value):
+        raise ValueError(f"<{tag}> in {where} is not a finite number: '{child.text.strip()}'")
+    return value
 
 
 def parse_voc_xml(path: str | os.PathLike) -> tuple[int, int, tuple[ObjectRecord, ...]]:
@@ -189,7 +193,7 @@ def parse_voc_xml(path: str | os.PathLike) -> tuple[int, int, tuple[ObjectRecord
         root = ET.parse(path).getroot()
     except FileNotFoundError:
         raise DataError(path, "annotation file is missing") from None
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
         raise DataError(path, f"malformed XML ({exc})") from None
     except OSError as exc:
         raise DataError(path, f"cannot read annotation ({exc.strerror or exc})") from None
@@ -222,6 +226,8 @@ def parse_voc_xml(path: str | os.PathLike) -> tuple[int, int, tuple[ObjectRecord
         except ValueError as exc:
             raise DataError(path, f"malformed XML: {exc}") from None
         corners = f"xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}"
+        # Like most VOC tools (width = xmax - xmin), a box with xmax == xmin is degenerate,
+        # although VOC's inclusive corners would make it one pixel wide.
         if xmax <= xmin or ymax <= ymin:
             raise DataError(path, f"box of object {k} ({name}) has zero area ({corners})")
         if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
@@ -266,11 +272,17 @@ def read_sbd_instances(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     pixel value k in 1..N is instance k, whose class is ``categories[k-1]``."""
     path = Path(path)
     gt, seg = _load_mat_struct(path, "GTinst")
-    cats = np.atleast_1d(np.asarray(getattr(gt, "Categories", np.zeros(0)))).astype(np.int64).ravel()
+    raw = np.atleast_1d(np.asarray(getattr(gt, "Categories", np.zeros(0))))
+    if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool) \
+            or not np.isfinite(raw.astype(np.float64)).all() or (raw != np.round(raw)).any():
+        raise DataError(path, "GTinst.Categories is not a vector of whole numbers")
+    cats = raw.astype(np.int64).ravel()
     if cats.size and (cats.min() < 1 or cats.max() >= NUM_CLASSES):
         raise DataError(path, f"GTinst.Categories holds class ids outside 1..20: {sorted(set(cats.tolist()))}")
-    if seg.max(initial=0) > cats.size and seg.max() != 255:
-        raise DataError(path, f"GTinst.Segmentation has instance {int(seg.max())} but only {cats.size} categories")
+    bad = (seg < 0) | ((seg > cats.size) & (seg != 255))
+    if bad.any():
+        raise DataError(path, f"GTinst.Segmentation holds instance ids without a category "
+                              f"({sorted(set(np.unique(seg[bad]).tolist()))[:5]}; {cats.size} categories)")
     return seg.astype(np.int64), cats
 
 
@@ -311,14 +323,18 @@ def load_image(record: ImageRecord) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decodes fully: a truncated JPEG raises here instead of returning grey
-            rgb = img.convert("RGB")
+            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+                image = _deep_to_rgb(np.asarray(img), img.mode)
+            else:
+                image = np.array(img.convert("RGB"), dtype=np.uint8)  # writable (torch warns otherwise)
     except FileNotFoundError:
         raise DataError(path, "image file is missing", record.image_id) from None
     except Image.DecompressionBombError as exc:
         raise DataError(path, f"image is implausibly large ({exc})", record.image_id) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not an image", record.image_id) from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, NotImplementedError...
         raise DataError(path, f"cannot decode image (corrupt or not an image: {exc})", record.image_id) from None
-    image = np.array(rgb, dtype=np.uint8)  # a writable copy (torch warns on read-only arrays)
     if image.shape[:2] != (record.height, record.width):
         raise DataError(
             path,
@@ -327,6 +343,16 @@ def load_image(record: ImageRecord) -> np.ndarray:
             record.image_id,
         )
     return np.ascontiguousarray(image)
+
+
+def _deep_to_rgb(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit / 32-bit / float grey images to (H, W, 3) uint8: 16-bit values scaled by 1/256
+    (Pillow's own conversion would clip them at 255), floats clipped to 0..255."""
+    if mode == "F":
+        grey = np.clip(pixels, 0, 255).astype(np.uint8)
+    else:
+        grey = np.clip(pixels.astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def _load_png_indices(path: str, record: ImageRecord) -> np.ndarray:
@@ -338,7 +364,9 @@ def _load_png_indices(path: str, record: ImageRecord) -> np.ndarray:
             labels = np.array(img, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(path, "ground-truth file is missing", record.image_id) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except DataError:
+        raise
+    except Exception as exc:  # OSError, DecompressionBombError, NotImplementedError, ...
         raise DataError(path, f"cannot decode label PNG ({exc})", record.image_id) from None
     return labels
 
@@ -419,6 +447,8 @@ def read_mcg_proposals(path: str | os.PathLike, shape: tuple[int, int] | None = 
         raise DataError(path, f"'superpixels' must be a 2-D image of ids starting at 1 (got {sp.shape} {sp.dtype})")
     if shape is not None and sp.shape != tuple(shape):
         raise DataError(path, f"superpixels are {sp.shape[1]}x{sp.shape[0]} but the image is {shape[1]}x{shape[0]}")
+    if sp.max() > np.iinfo(np.int32).max:
+        raise DataError(path, f"'superpixels' holds ids beyond 2**31-1 ({int(sp.max())})")
     n = int(sp.max())
     labels = mat["labels"]
     if isinstance(labels, np.ndarray) and labels.dtype == object:
@@ -430,8 +460,9 @@ def read_mcg_proposals(path: str | os.PathLike, shape: tuple[int, int] | None = 
         ids = np.atleast_1d(np.asarray(cell)).ravel()
         if ids.size == 0:
             continue
-        if not np.issubdtype(ids.dtype, np.number) or ids.min() < 1 or ids.max() > n:
-            raise DataError(path, f"'labels' refers to superpixel ids outside 1..{n}")
+        if not np.issubdtype(ids.dtype, np.number) or not np.isfinite(ids.astype(np.float64)).all() \
+                or (ids != np.round(ids)).any() or ids.min() < 1 or ids.max() > n:
+            raise DataError(path, f"'labels' refers to superpixel ids that are not whole numbers in 1..{n}")
         ids = np.unique(ids.astype(np.int64)) - 1
         rows.append(ids)
         indptr.append(indptr[-1] + ids.size)

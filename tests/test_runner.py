@@ -114,7 +114,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
     assert not (cache / "VOC2012" / "trainval" / "boxes.h5").exists()   # never half-written
     rerun = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming" in rerun.stderr and "already finished" in rerun.stderr
+    assert "resuming" in rerun.stderr and "already finished" in rerun.stderr
     reference = run_stage("boxes", open_dataset(root), "trainval", tmp_path / "ref", progress=False)
     assert store_contents(cache / "VOC2012" / "trainval" / "boxes.h5") == store_contents(reference.store)
     assert not journal.exists()

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..records import ImageRecord
 
 
 @dataclass
