@@ -12,7 +12,22 @@ from ..errors import PseudolabelError
 
 class Group(click.Group):
     """Reports the package's own errors as one line (``Error: <file>: <problem>``), exit 1,
-    without a traceback; Ctrl-C says how to resume."""
+    without a traceback; Ctrl-C says how to resume. Stage commands are made on demand from
+    the stage registry (see :mod:`.stages`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from ..stages import STAGES
+        return sorted({*super().list_commands(ctx), *STAGES})
+
+    def get_command(self, ctx: click.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is None:
+            from ..stages import STAGES
+            if name in STAGES:
+                from .stages import make_command
+                command = make_command(STAGES[name])
+                self.add_command(command)
+        return command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -49,4 +64,4 @@ def main() -> None:
     cli(prog_name="pseudolabel")
 
 
-from . import demo, evaluate, export, info, proposals, stages  # noqa: E402,F401  (registers the commands)
+from . import demo, evaluate, export, info, proposals  # noqa: E402,F401  (registers the commands)

@@ -1,12 +1,13 @@
 """One command per registered stage: ``pseudolabel <stage> --split S [--jobs N] [--force]
-[--on-error fail|skip]`` plus the stage's own configuration options."""
+[--on-error fail|skip]`` plus the stage's own configuration options. The group builds a stage's
+command only when it is asked for (``Group.get_command``), so ``pseudolabel grabcut`` does not
+import what ``proposals`` needs."""
 from __future__ import annotations
 
 import click
 
 from ..runner import ON_ERROR, run_stage
-from ..stages import STAGES, Stage
-from . import cli
+from ..stages import Stage
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
                      logger, progress_enabled, split_option)
 
@@ -35,7 +36,3 @@ def make_command(stage: Stage) -> click.Command:
     ]):
         command = option(command)
     return click.command(stage.name, help=stage.help)(command)
-
-
-for _stage in STAGES.values():
-    cli.add_command(make_command(_stage))

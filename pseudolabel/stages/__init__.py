@@ -1,51 +1,43 @@
-"""Registry of stages. Adding a stage: one module with a frozen config dataclass and a pure
-``process_image(record, image, config) -> StageResult``, registered here."""
+"""Registry of stages. Adding a stage: one module with a frozen config dataclass, a pure
+``process_image(record, image, config, inputs) -> StageResult`` and a module-level ``STAGE``,
+listed in ``_MODULES`` below (order = registration order: a stage after the stages it reads).
+
+A stage's module is imported only when that stage is asked for, so a worker process running
+``grabcut`` does not pay for importing what ``proposals`` needs (scipy, scikit-image): worker
+start-up is part of every parallel run's wall time.
+"""
 from __future__ import annotations
 
-from . import boxes, fuse, grabcut, proposals, refine
-from .base import Stage, StageResult
+import importlib
+from collections.abc import Iterator, Mapping
 
-STAGES: dict[str, Stage] = {
-    "boxes": Stage(
-        name="boxes",
-        help="Filled boxes, smaller boxes painted over larger ones (the baseline).",
-        config_class=boxes.BoxesConfig,
-        process_image=boxes.process_image,
-    ),
-    "grabcut": Stage(
-        name="grabcut",
-        help="GrabCut per box with guards, fused into one label map with 255 where the evidence "
-             "is weak, plus Box2Seg's per-class filling rates (--reference: plain GrabCut).",
-        config_class=grabcut.GrabCutConfig,
-        process_image=grabcut.process_image,
-    ),
-    "proposals": Stage(
-        name="proposals",
-        help="MCG-style segment proposals (superpixels + sparse membership), or official MCG "
-             ".mat files converted with --from-mcg DIR.",
-        config_class=proposals.ProposalConfig,
-        process_image=proposals.process_image,
-        output="proposals",
-    ),
-    "refine": Stage(
-        name="refine",
-        help="Refine another stage's per-object masks with segment proposals (BBAM's rule); "
-             "reads the --source store and the proposals store of the same split.",
-        config_class=refine.RefineConfig,
-        process_image=refine.process_image,
-        needs_image=False,
-        inputs=refine.inputs,
-    ),
-    "fuse": Stage(
-        name="fuse",
-        help="Agreement of several label stores: where they agree the class stands, where they "
-             "disagree the pixel is 255.",
-        config_class=fuse.FuseConfig,
-        process_image=fuse.process_image,
-        needs_image=False,
-        inputs=fuse.inputs,
-    ),
-}
+from .base import ProposalResult, Stage, StageResult
+
+_MODULES = ("boxes", "grabcut", "proposals", "refine", "fuse")
+
+
+class _Registry(Mapping):
+    """Read-only name -> :class:`Stage` mapping; names are known without importing anything."""
+
+    def __init__(self, modules: tuple[str, ...]):
+        self._modules = modules
+        self._loaded: dict[str, Stage] = {}
+
+    def __getitem__(self, name: str) -> Stage:
+        if name not in self._loaded:
+            if name not in self._modules:
+                raise KeyError(name)
+            self._loaded[name] = importlib.import_module(f"{__name__}.{name}").STAGE
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+STAGES: Mapping[str, Stage] = _Registry(_MODULES)
 
 
 def get_stage(name: str) -> Stage:
@@ -55,4 +47,4 @@ def get_stage(name: str) -> Stage:
         raise KeyError(f"unknown stage '{name}'; known: {', '.join(STAGES)}") from None
 
 
-__all__ = ["STAGES", "Stage", "StageResult", "get_stage"]
+__all__ = ["STAGES", "ProposalResult", "Stage", "StageResult", "get_stage"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..labels import box_masks, paint_smaller_on_top
 from ..records import ImageRecord
-from .base import StageResult
+from .base import Stage, StageResult
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,11 @@ def process_image(record: ImageRecord, image: np.ndarray, config: BoxesConfig, i
     boxes, classes = record.boxes(), record.classes()
     masks = box_masks(boxes, (record.height, record.width))
     return StageResult(label=paint_smaller_on_top(masks, classes, boxes), masks=masks)
+
+
+STAGE = Stage(
+    name="boxes",
+    help="Filled boxes, smaller boxes painted over larger ones (the baseline).",
+    config_class=BoxesConfig,
+    process_image=process_image,
+)

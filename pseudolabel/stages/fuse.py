@@ -13,7 +13,7 @@ import numpy as np
 from ..classes import IGNORE
 from ..errors import DataError
 from ..records import ImageRecord
-from .base import StageResult
+from .base import Stage, StageResult
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,14 @@ def process_image(record: ImageRecord, image, config: FuseConfig, inputs: dict) 
     label = np.where(agree & (first != IGNORE), first, IGNORE).astype(np.uint8)
     masks = np.logical_and.reduce([s.masks for s in samples])
     return StageResult(label=label, masks=masks, counts={"pixels_disagreeing": int((~agree).sum())})
+
+
+STAGE = Stage(
+    name="fuse",
+    help="Agreement of several label stores: where they agree the class stands, where they "
+         "disagree the pixel is 255.",
+    config_class=FuseConfig,
+    process_image=process_image,
+    needs_image=False,
+    inputs=inputs,
+)

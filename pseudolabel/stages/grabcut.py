@@ -18,7 +18,7 @@ import numpy as np
 from ..algorithms.grabcut import GUARDS, GrabCutParams, compose_label, grabcut_object, reference_grabcut
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
-from .base import StageResult
+from .base import Stage, StageResult
 
 REFERENCE_ERROR = "reference_error"
 """Reference mode only: cv2.grabCut raised (a box covering the whole image leaves no
@@ -83,3 +83,12 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     objects["kept_fraction"] = (masks.reshape(len(boxes), -1).sum(1) / areas).astype(np.float32)
     counts = {name: int(v.sum()) for name, v in objects.items() if name.startswith("guard_") and v.any()}
     return StageResult(label=label, masks=masks, objects=objects, counts=counts)
+
+
+STAGE = Stage(
+    name="grabcut",
+    help="GrabCut per box with guards, fused into one label map with 255 where the evidence "
+         "is weak, plus Box2Seg's per-class filling rates (--reference: plain GrabCut).",
+    config_class=GrabCutConfig,
+    process_image=process_image,
+)

@@ -16,7 +16,7 @@ import numpy as np
 from ..algorithms.proposals import ProposalParams, generate_proposals
 from ..catalog import mcg_file, read_mcg_proposals
 from ..records import ImageRecord
-from .base import ProposalResult
+from .base import ProposalResult, Stage
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,13 @@ def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig
         sp, membership = generate_proposals(image, config)
     return ProposalResult(superpixels=sp, membership=membership,
                           attrs={"seconds": round(time.perf_counter() - start, 4)})
+
+
+STAGE = Stage(
+    name="proposals",
+    help="MCG-style segment proposals (superpixels + sparse membership), or official MCG "
+         ".mat files converted with --from-mcg DIR.",
+    config_class=ProposalConfig,
+    process_image=process_image,
+    output="proposals",
+)

@@ -20,7 +20,7 @@ from ..algorithms.refine import STATUSES, RefineParams, refine_masks
 from ..errors import DataError
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
-from .base import StageResult
+from .base import Stage, StageResult
 
 SOURCES = ("grabcut",)
 
@@ -67,3 +67,14 @@ def process_image(record: ImageRecord, image, config: RefineConfig, inputs: dict
     objects = {f"status_{s}": np.array([x == s for x in status], dtype=np.uint8) for s in STATUSES}
     counts = {f"status_{s}": int(v.sum()) for s, v in zip(STATUSES, objects.values()) if v.any()}
     return StageResult(label=label, masks=masks, objects=objects, counts=counts)
+
+
+STAGE = Stage(
+    name="refine",
+    help="Refine another stage's per-object masks with segment proposals (BBAM's rule); "
+         "reads the --source store and the proposals store of the same split.",
+    config_class=RefineConfig,
+    process_image=process_image,
+    needs_image=False,
+    inputs=inputs,
+)
