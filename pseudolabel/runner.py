@@ -228,6 +228,37 @@ def upstream_paths(stage_name: str, config: Any, dataset: Dataset, split: str, c
     return paths
 
 
+KEEP_BYTES = 256 << 20
+"""Entries of this run kept in memory (besides the journal) for the final assembly, so it
+need not read them back from disk: a serial step every parallel run waits for."""
+
+
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    total = 0
+    for value in entry.values():
+        if isinstance(value, ChunkedArray):
+            total += sum(len(c) for c in value.chunks)
+        elif isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif isinstance(value, dict):
+            total += sum(np.asarray(v).nbytes for v in value.values())
+    return total
+
+
+class _Kept(dict):
+    """At most ``budget`` bytes of finished entries; the rest are read back from the journal."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.room = budget
+
+    def add(self, image_id: str, entry: dict[str, Any]) -> None:
+        size = _entry_bytes(entry)
+        if size <= self.room:
+            self[image_id] = entry
+            self.room -= size
+
+
 def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, inputs: dict[str, str]):
     """Results of ``process_record`` over ``records``: in split order for ``jobs=1`` (a plain
     loop); otherwise as they finish, with the largest images (most boxes, then most pixels)
@@ -320,6 +351,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
 
     # 2. process, committing each image to the journal as it arrives (in split order).
     start = time.perf_counter()
+    kept = _Kept(KEEP_BYTES)
     bar = Progress(len(good), f"{stage_name} [{split}]", enabled=progress)
     for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs):
         if status == "failed":
@@ -332,6 +364,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
         else:
             entry, counts = rest
             journal.put(image_id, entry)
+            kept.add(image_id, entry)
             summary.objects += entry["num_objects"]
             for key, value in counts.items():
                 summary.counts[key] = summary.counts.get(key, 0) + int(value)
@@ -345,7 +378,8 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     meta = {**want, "package_version": __version__, "created": manifest["created"],
             "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES))}
     tmp = out.with_name(out.name + ".tmp")
-    write_store(tmp, meta, ids, ((i, *journal.get(i)) for i in ids), FORMATS[stage.output])
+    entries = ((i, kept.pop(i), "") if i in kept else (i, *journal.get(i)) for i in ids)
+    write_store(tmp, meta, ids, entries, FORMATS[stage.output])
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)
