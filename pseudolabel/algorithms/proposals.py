@@ -22,9 +22,11 @@ Pipeline of :func:`generate_proposals`
 3. Region adjacency graph: per adjacent pair the summed boundary strength and length of the
    shared boundary (4-connectivity); per region size, bounding box, Lab / HSV colour histograms
    and a texture (gradient orientation) histogram.
-4. Several greedy merge hierarchies (selective-search style), each merging the most similar
-   adjacent pair until one region is left; similarity is a weighted sum of boundary weakness,
-   colour and texture histogram intersection, size and fill terms. Every node is a proposal.
+4. Start partitions: Felzenszwalb-Huttenlocher on the region graph (edge weight = mean boundary
+   strength) at each ``start_k``. From each, several greedy merge hierarchies (selective-search
+   style) merge the most similar adjacent pair until one region is left; similarity is a
+   weighted sum of boundary weakness, colour and texture histogram intersection, size and fill
+   terms. Every node of every hierarchy is a proposal; the superpixels are proposals too.
 5. At cut levels of every hierarchy (the partition left when K regions remain), adjacent pairs
    and connected triplets of regions are added as proposals.
 6. Holes filled (superpixels not connected to the image border outside a proposal join it),
@@ -378,15 +380,13 @@ def _cut_combinations(merges, mem, n, ei, ej, levels_pairs, levels_triplets) -> 
             pu, pv = sps.triu(A, k=1).nonzero()
             out.append(rows[pu] | rows[pv])
         if K in levels_triplets:
+            # every CSR entry (centre y, neighbour x) is paired with every neighbour z of y
             centre = np.repeat(np.arange(K), np.diff(A.indptr))
-            nbr = A.indices
-            # all ordered neighbour pairs (x, z) of each centre y with x < z
-            starts = A.indptr[centre]
-            deg = np.diff(A.indptr)[centre]
-            reps = deg
+            reps = np.diff(A.indptr)[centre]
             y = np.repeat(centre, reps)
-            x = np.repeat(nbr, reps)
-            z = nbr[np.repeat(starts, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))]
+            x = np.repeat(A.indices, reps)
+            within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+            z = A.indices[np.repeat(A.indptr[centre], reps) + within]
             sel = x < z
             out.append(rows[x[sel]] | rows[y[sel]] | rows[z[sel]])
     return out
@@ -414,8 +414,7 @@ def _fill_holes(props: np.ndarray, sp: np.ndarray, ei: np.ndarray, ej: np.ndarra
     A = sps.coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(n, n))
     A = (A + A.T).tocsr()
     nbrs = [A.indices[A.indptr[v]:A.indptr[v + 1]] for v in range(n)]
-    order = np.argsort(np.nonzero(~border)[0], kind="stable")
-    inner = np.nonzero(~border)[0][order]
+    inner = np.nonzero(~border)[0]
     changed = True
     sweep = 0
     while changed:
