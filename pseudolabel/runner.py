@@ -114,6 +114,13 @@ def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> di
         if maps.shape != masks.shape:
             raise TypeError(f"stage returned maps {maps.shape}, expected {masks.shape}")
         maps = ChunkedArray.encode(maps)
+    planes = {}
+    for name, arr in result.planes.items():
+        arr = np.asarray(arr, dtype=bool)
+        if not name.endswith("_masks") or name == "masks" or arr.shape != masks.shape:
+            raise TypeError(f"stage returned plane '{name}' {arr.shape}: planes are named *_masks "
+                            f"and shaped like masks {masks.shape}")
+        planes[name] = ChunkedArray.encode(arr.view(np.uint8))
     return {
         "image_path": record.image_path,
         "height": shape[0],
@@ -129,6 +136,7 @@ def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> di
         "filling_rate": filling_rates(label, boxes, classes).astype(np.float32),
         "objects": dict(result.objects),
         "attrs": dict(result.attrs),
+        **planes,
     }
 
 
@@ -274,8 +282,13 @@ def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, in
 
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
               config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
-              progress: bool = True, log: Callable[[str], None] = lambda s: None) -> RunSummary:
+              progress: bool = True, log: Callable[[str], None] = lambda s: None,
+              shard: tuple[int, int] | None = None) -> RunSummary:
     """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>.h5``.
+
+    ``shard=(i, n)`` runs only the split's images ``i, i + n, i + 2n, ...`` (a deterministic
+    shard: every image in exactly one of the n) into ``<stage>.shard-<i>-of-<n>.h5``;
+    :func:`merge_shards` joins the n shard stores into the stage's store.
 
     Resumes an interrupted run (only unfinished images are redone), says there is nothing to
     do when the store is complete for the same configuration, and starts over with
@@ -289,19 +302,105 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     config = config if config is not None else stage.config_class()
     inputs = upstream_paths(stage_name, config, dataset, split, cache)
     out = store_path(cache, dataset.name, split, stage_name)
+    if shard is not None:
+        out = shard_path(out, *check_shard(shard))
+    stage.check(config)
     with run_lock(out):
         return _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
-                           on_error=on_error, progress=progress, log=log, inputs=inputs)
+                           on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard)
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+    return i, n
+
+
+def shard_path(out: Path, i: int, n: int) -> Path:
+    """Shard i of n of the store ``out``: ``<stage>.shard-<i>-of-<n>.h5`` beside it."""
+    return out.with_name(f"{out.stem}.shard-{i}-of-{n}{out.suffix}")
+
+
+def merge_shards(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, n: int,
+                 *, force: bool = False, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Join the n finished shard stores of a stage into its store (entries copied as stored,
+    in split order), then remove the shards. The shards must be complete and made from the
+    same stage, data, split, configuration and upstream stores."""
+    from .store.schema import read_entry
+    out = store_path(cache, dataset.name, split, stage_name)
+    shards = [shard_path(out, i, n) for i in range(n)]
+    with run_lock(out):
+        if out.exists() and not force:
+            if not any(p.exists() for p in shards):
+                log(f"{out} is complete: nothing to merge")
+                return out
+            raise StoreError(f"{out} already exists; use --force to replace it with the merged shards")
+        missing = [p.name for p in shards if not p.exists()]
+        if missing:
+            raise StoreError(f"cannot merge {out.name}: shard store(s) {', '.join(missing)} not finished in "
+                             f"{out.parent}; run `pseudolabel {stage_name} --split {split} --shard I/{n}` "
+                             f"for each missing shard first")
+        files = [_open_checked(p) for p in shards]
+        try:
+            metas = [read_meta(f) for f in files]
+            for p, m in zip(shards[1:], metas[1:]):
+                diff = _mismatch(m, metas[0])
+                if diff:
+                    raise StoreError(f"{p}: made with a different {', '.join(diff)} than {shards[0].name}; "
+                                     f"rerun that shard with the same options")
+            where = {}
+            for f in files:
+                ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+                for j, image_id in enumerate(ids):
+                    where[image_id] = (f, j)
+            ids = [r.image_id for r in dataset.records(split)]
+            lost = [i for i in ids if i not in where]
+            if lost:
+                raise StoreError(f"the shards of {out.name} do not cover the split ({len(lost)} images "
+                                 f"missing, e.g. {lost[0]}); were they made with another --shard n?")
+
+            def entries():
+                for image_id in ids:
+                    f, j = where[image_id]
+                    if not f["index/done"][j]:
+                        error = f["index/error"][j]
+                        yield image_id, None, error.decode() if isinstance(error, bytes) else error
+                        continue
+                    entry = read_entry(f["images"][image_id])
+                    entry["num_objects"] = int(f["index/num_objects"][j])
+                    yield image_id, entry, ""
+
+            meta = {k: v for k, v in metas[0].items() if k not in
+                    ("format", "format_version", "num_images", "num_done", "num_failed", "complete", "shard")}
+            meta["config"] = json.dumps(meta["config"], sort_keys=True)
+            meta["created"] = min(m["created"] for m in metas)
+            meta["completed"] = _now()
+            tmp = out.with_name(out.name + ".tmp")
+            write_store(tmp, meta, ids, entries(), metas[0]["format"])
+        finally:
+            for f in files:
+                f.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+        for p in shards:
+            p.unlink()
+        log(f"merged {n} shards into {out}")
+        return out
 
 
 def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,
                 force: bool, on_error: str, progress: bool, log: Callable[[str], None],
-                inputs: dict[str, str]) -> RunSummary:
+                inputs: dict[str, str], shard: tuple[int, int] | None = None) -> RunSummary:
     stage = get_stage(stage_name)
     jobs = resolve_jobs(jobs)
     journal = Journal(partial_dir(out))
     want = _identity(stage_name, dataset, split, config, inputs)
     records = dataset.records(split)
+    if shard is not None:
+        records = records[shard[0]::shard[1]]
+        want["shard"] = f"{shard[0]}/{shard[1]}"
     ids = [r.image_id for r in records]
     summary = RunSummary(stage=stage_name, split=split, store=out, images=len(records), output=stage.output)
 

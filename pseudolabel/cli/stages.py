@@ -1,31 +1,93 @@
 """One command per registered stage: ``pseudolabel <stage> --split S [--jobs N] [--force]
-[--on-error fail|skip]`` plus the stage's own configuration options. The group builds a stage's
-command only when it is asked for (``Group.get_command``), so ``pseudolabel grabcut`` does not
-import what ``proposals`` needs."""
+[--on-error fail|skip] [--shard I/N]`` plus the stage's own configuration options (and
+``--gpus`` for stages that run a network). The group builds a stage's command only when it is
+asked for (``Group.get_command``), so ``pseudolabel grabcut`` does not import what
+``proposals`` needs. ``pseudolabel merge`` joins shard stores."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import click
 
-from ..runner import ON_ERROR, run_stage
-from ..stages import Stage
+from ..errors import ConfigError
+from ..runner import ON_ERROR, merge_shards, run_stage
+from ..stages import STAGES, Stage
+from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
                      logger, progress_enabled, split_option)
+
+GPU_STAGES = ("bbam",)
+
+
+def parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected I/N such as 0/4, got {value!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"need 0 <= I < N, got {value!r}")
+    return i, n
+
+
+def parse_gpus(ctx, param, value):
+    if value is None:
+        return None
+    devices = [v.strip() for v in value.split(",") if v.strip()]
+    if not devices or any(not (d.isdigit() or d == "cpu") for d in devices):
+        raise click.BadParameter(f"expected GPU ids such as 0,1 (or 'cpu' entries), got {value!r}")
+    return devices
+
+
+def run_on_devices(stage: Stage, devices: list[str], log) -> None:
+    """One process per listed device over deterministic shards (``--shard i/n``), each with
+    only its GPU visible; the processes write their own shard stores (and resume them when
+    rerun); the parent then merges. ``cpu`` entries run a shard on the CPU (for trying the
+    sharded path without GPUs)."""
+    n = len(devices)
+    args = [a for a in sys.argv[1:]]
+    i = args.index("--gpus") if "--gpus" in args else next(k for k, a in enumerate(args) if a.startswith("--gpus="))
+    args = args[:i] + args[i + (1 if "=" in args[i] else 2):]
+    procs = []
+    for k, dev in enumerate(devices):
+        env = dict(os.environ)
+        if dev == "cpu":
+            env["PSEUDOLABEL_DEVICE"] = "cpu"
+        else:
+            env["CUDA_VISIBLE_DEVICES"], env["PSEUDOLABEL_DEVICE"] = dev, "cuda"
+        cmd = [sys.executable, "-m", "pseudolabel", *args, "--shard", f"{k}/{n}"]
+        log(f"shard {k}/{n} on {'GPU ' + dev if dev != 'cpu' else 'the CPU'}: pid starting")
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        bad = [f"{k}/{n}" for k, c in enumerate(codes) if c]
+        raise ConfigError(f"shard(s) {', '.join(bad)} failed (messages above); rerun the same command "
+                          f"to resume them")
 
 
 def make_command(stage: Stage) -> click.Command:
     @click.pass_context
-    def command(ctx, data_root, cache, split, jobs, force, on_error, **values):
+    def command(ctx, data_root, cache, split, jobs, force, on_error, shard, gpus=None, **values):
         config = build_config(stage.config_class, values)
         dataset = dataset_from(data_root)
         log = logger(ctx)
+        if gpus:
+            if shard is not None:
+                raise click.UsageError("--gpus makes its own shards; drop --shard")
+            run_on_devices(stage, gpus, log)
+            merge_shards(stage.name, dataset, split, cache, len(gpus), force=force, log=log)
+            return
         summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
-                            on_error=on_error, progress=progress_enabled(ctx), log=log)
+                            on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard)
         for line in summary.lines():
             log(line)
 
     command.__doc__ = stage.help
     command = config_options(stage.config_class)(command)
-    for option in reversed([
+    options = [
         data_root_option, cache_option, split_option,
         click.option("--jobs", "-j", type=click.IntRange(min=0), default=1,
                      help="Worker processes (images in parallel, one core each); 0 = all cores."),
@@ -33,6 +95,30 @@ def make_command(stage: Stage) -> click.Command:
         click.option("--on-error", type=click.Choice(ON_ERROR), default="fail",
                      help="On bad input: stop with a message naming the file, or skip the image "
                           "and record it in the store as failed."),
-    ]):
+        click.option("--shard", callback=parse_shard, default=None, metavar="I/N",
+                     help="Only images I, I+N, I+2N, ... of the split, into <stage>.shard-I-of-N.h5 "
+                          "(one machine per shard); `pseudolabel merge` joins them."),
+    ]
+    if stage.name in GPU_STAGES:
+        options.append(click.option(
+            "--gpus", callback=parse_gpus, default=None, metavar="IDS",
+            help="GPU ids, e.g. 0,1: one process per GPU over deterministic shards, merged at the "
+                 "end; rerunning resumes. Without it the stage runs on the CPU."))
+    for option in reversed(options):
         command = option(command)
     return click.command(stage.name, help=stage.help)(command)
+
+
+@cli.command("merge")
+@data_root_option
+@cache_option
+@split_option
+@click.option("--stage", required=True, help="Stage whose shard stores to merge.")
+@click.option("--shards", type=click.IntRange(min=1), required=True, help="N of the --shard I/N runs.")
+@click.option("--force", is_flag=True, help="Replace an existing store with the merged shards.")
+@click.pass_context
+def merge(ctx, data_root, cache, split, stage, shards, force):
+    """Join the shard stores <stage>.shard-I-of-N.h5 (from --shard I/N runs) into <stage>.h5."""
+    if stage not in STAGES:
+        raise click.BadParameter(f"unknown stage {stage!r}; known: {', '.join(STAGES)}", param_hint="--stage")
+    merge_shards(stage, dataset_from(data_root), split, cache, shards, force=force, log=logger(ctx))

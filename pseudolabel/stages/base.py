@@ -28,6 +28,8 @@ class StageResult:
     label:   (H, W) uint8 semantic map: 0 background, 1..20 class, 255 ignore.
     masks:   (K, H, W) bool per-object masks, K = number of objects in the record (same order).
     maps:    optional (K, H, W) float soft per-object maps in [0, 1] (stored as float16).
+    planes:  further (K, H, W) bool per-object masks, each stored as its own dataset; names
+             end in ``_masks`` (e.g. BBAM's ``loose_masks``).
     objects: stage-specific per-object arrays, each of length K (e.g. guard flags).
     attrs:   stage-specific per-image scalars (numbers or strings).
     counts:  events to total over the run and report at its end (e.g. guards fired); not stored
@@ -37,6 +39,7 @@ class StageResult:
     label: np.ndarray
     masks: np.ndarray
     maps: np.ndarray | None = None
+    planes: dict[str, np.ndarray] = field(default_factory=dict)
     objects: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -60,6 +63,10 @@ def no_inputs(config: Any) -> tuple[str, ...]:
     return ()
 
 
+def no_check(config: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Stage:
     """A registered stage: its name, one-line description, config class and worker.
@@ -75,6 +82,9 @@ class Stage:
     needs_image: bool = True
     output: str = "labels"
     inputs: Callable[[Any], tuple[str, ...]] = no_inputs
+    check: Callable[[Any], None] = no_check
+    """Called once before any work: raise a PseudolabelError for what would fail every image
+    (e.g. missing detector weights)."""
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Sample:
     filling_rate: np.ndarray     # (21,) float32
     masks: np.ndarray | None = None   # (K, H, W) bool, when asked for
     maps: np.ndarray | None = None    # (K, H, W) float32, when the stage stores soft maps
+    planes: dict[str, np.ndarray] = field(default_factory=dict)  # further (K, H, W) bool *_masks, when asked for
     objects: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)   # of the stage that made the store
@@ -196,6 +197,7 @@ class LabelStore(_Store):
             filling_rate=g["filling_rate"][()],
             masks=g["masks"][()].astype(bool) if self.load_masks else None,
             maps=g["maps"][()].astype(np.float32) if (self.load_masks and "maps" in g) else None,
+            planes={k: g[k][()].astype(bool) for k in g if k.endswith("_masks")} if self.load_masks else {},
             objects={k: v[()] for k, v in g["objects"].items()},
             attrs=attrs,
             config=self.config,

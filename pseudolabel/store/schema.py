@@ -115,6 +115,28 @@ def _write_image(group: h5py.Group, entry: dict[str, Any]) -> None:
             objects.create_dataset(key, data=value)
 
 
+def read_entry(group: h5py.Group) -> dict[str, Any]:
+    """The inverse of :func:`_write_image`: one image's entry as the writer received it, with
+    chunked datasets read back as their compressed bytes (``read_direct_chunk``), so merging
+    stores copies bytes without decompressing them."""
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in group.attrs.items()}
+    entry: dict[str, Any] = {"height": int(attrs.pop("height")), "width": int(attrs.pop("width")),
+                             "image_path": str(attrs.pop("image_path")), "attrs": attrs}
+    for key, ds in group.items():
+        if key == "objects":
+            entry["objects"] = {k: v[()] for k, v in ds.items()}
+        elif ds.compression == "gzip" and ds.chunks is not None:
+            n = 1 if ds.ndim == 2 else ds.shape[0]
+            origin = (lambda k: (0, 0)) if ds.ndim == 2 else (lambda k: (k, 0, 0))
+            entry[key] = ChunkedArray(tuple(ds.shape), ds.dtype.str,
+                                      [bytes(ds.id.read_direct_chunk(origin(k))[1]) for k in range(n)])
+        elif ds.ndim == 3 and 0 in ds.shape:
+            entry[key] = ChunkedArray(tuple(ds.shape), ds.dtype.str, [])
+        else:
+            entry[key] = ds[()]
+    return entry
+
+
 def write_store(path: str | os.PathLike, meta: dict[str, Any], ids: list[str],
                 entries: Iterable[tuple[str, dict[str, Any] | None, str]],
                 format_name: str = FORMAT_NAME) -> None:

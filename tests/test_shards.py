@@ -1,0 +1,47 @@
+"""Deterministic shards (``--shard i/n``) and their merge equal a single run."""
+from __future__ import annotations
+
+import pytest
+
+from pseudolabel.catalog import open_dataset
+from pseudolabel.errors import StoreError
+from pseudolabel.runner import merge_shards, run_stage, shard_path
+from pseudolabel.store import LabelStore
+
+from .conftest import store_contents
+
+
+def test_shards_cover_the_split_once_and_merge_equals_a_single_run(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    whole = run_stage("boxes", ds, "trainval", tmp_path / "whole", progress=False).store
+    ids = []
+    for i in range(3):
+        s = run_stage("boxes", ds, "trainval", tmp_path / "sharded", progress=False, shard=(i, 3))
+        assert s.store.name == f"boxes.shard-{i}-of-3.h5"
+        ids += LabelStore(s.store).ids
+    assert sorted(ids) == sorted(r.image_id for r in ds.records("trainval"))  # each image exactly once
+    merged = merge_shards("boxes", ds, "trainval", tmp_path / "sharded", 3)
+    assert store_contents(merged) == store_contents(whole)
+    assert not any(shard_path(merged, i, 3).exists() for i in range(3))  # shards removed after the merge
+
+
+def test_merge_names_the_missing_shard_and_the_command(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    run_stage("boxes", ds, "train", tmp_path, progress=False, shard=(0, 2))
+    with pytest.raises(StoreError, match=r"boxes.shard-1-of-2.h5 not finished.*--shard I/2"):
+        merge_shards("boxes", ds, "train", tmp_path, 2)
+
+
+def test_merge_refuses_shards_of_different_configurations(voc_root, tmp_path):
+    from pseudolabel.stages import get_stage
+    ds = open_dataset(voc_root)
+    cfg = get_stage("grabcut").config_class
+    run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(0, 2), config=cfg(iterations=1))
+    run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(1, 2), config=cfg(iterations=2))
+    with pytest.raises(StoreError, match="different configuration"):
+        merge_shards("grabcut", ds, "train", tmp_path, 2)
+
+
+def test_bad_shard_spec_is_refused(voc_root, tmp_path):
+    with pytest.raises(ValueError, match="0 <= i < n"):
+        run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False, shard=(2, 2))
