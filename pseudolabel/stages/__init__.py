@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from .base import ProposalResult, Stage, StageResult
 
-_MODULES = ("boxes", "grabcut", "proposals", "refine", "fuse")
+_MODULES = ("boxes", "grabcut", "bbam", "proposals", "refine", "fuse")
 
 
 class _Registry(Mapping):

@@ -1,0 +1,437 @@
+"""BBAM: bounding-box attribution maps (Lee et al., CVPR 2021), as ``../shared/docs/bbam.md``
+states the method, with the published code's defects left out.
+
+For one image with K ground-truth boxes (original frame, 0-based half-open ``x0, y0, x1, y1``):
+
+1. ``prepare``: resize (short side ``min_size``, long side at most ``max_size``), normalise,
+   pad; GT boxes go to the input frame (``* scale``). The normalised input is computed once and
+   stays on the device (the published loop re-reads and re-normalises the image every step).
+2. ``select_positives`` per box: ``num_jitter`` copies of the box, each corner moved by
+   U(-jitter, jitter) x box width / height, clipped; one no-grad pass of the detector's second
+   stage; positive = argmax of the 21 logits is the GT class and IoU(GT, the proposal's
+   regressed box for that class) passes the first level of ``iou_levels`` with more than
+   ``max_positives`` positives (then ``max_positives`` are kept, in jitter order), else the last
+   level's set (possibly empty). Targets (the unperturbed deltas ``t`` and GT-class probability
+   ``p``) are detached.
+3. ``optimise_masks``: one mask per box with positives, stride
+   ``s = stride_min + stride_range * sqrt(box area / image area)`` (input frame), shape
+   ``(floor(h / s), floor(w / s))``, 1 on the union of the positives' regressed boxes and 0
+   elsewhere, a raw tensor clamped to [0, 1] after every step. Each step upsamples every mask
+   bilinearly (align_corners=True) to the input size, multiplies the normalised input (so
+   masked pixels take the mean colour), runs backbone -> RoI pool -> box head -> predictor on
+   that box's own positives, and minimises
+   ``box_weight * mean |t - t'| + class_weight * mean |p - p'| + l1_weight * sum(M)
+   + tv_weight * sum |dM|^tv_power`` (horizontal, vertical and both diagonal differences)
+   with Adam (lr, steps). All boxes of the image are one batch (``batch_boxes`` at a time):
+   Adam is per element and each box has its own loss terms, so stacking them changes nothing
+   but the speed. Weights are frozen. ``reference=True`` runs the published loop instead: one
+   box at a time, the image re-prepared every step, weight gradients on, float32.
+4. The map, upsampled to the original frame, is what the store keeps; ``maps_to_masks`` turns
+   it into tight / loose masks and ``compose_label`` into the semantic label (see there).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..classes import IGNORE
+
+
+@dataclass(frozen=True)
+class BBAMParams:
+    """Every constant of BBAM, with the published values (``docs`` names their source)."""
+
+    # -- proposals and positives (doc section 2) --
+    num_jitter: int = 1000
+    """Jittered copies of each GT box."""
+    jitter: float = 0.3
+    """Each corner moves by U(-jitter, jitter) times the box width (x) or height (y)."""
+    iou_levels: tuple[float, ...] = (0.9, 0.85, 0.8)
+    """IoU cascade of the released code: the first level with more than max_positives wins."""
+    max_positives: int = 100
+    """Positives kept per box."""
+    # -- mask optimisation (doc section 3) --
+    stride_min: float = 16.0
+    """Mask stride for a tiny box (input pixels per mask cell)."""
+    stride_range: float = 48.0
+    """Added stride for a box covering the whole image: s = stride_min + stride_range * sqrt(area ratio)."""
+    box_weight: float = 0.5
+    """Weight of the mean absolute difference of the GT class's 4 regression deltas."""
+    class_weight: float = 0.5
+    """Weight of the absolute difference of the GT class's softmax probability."""
+    l1_weight: float = 0.007
+    """lambda: weight of sum(M) over mask cells (a sum, not a mean)."""
+    tv_weight: float = 1e-4
+    """gamma: weight of the total-variation term."""
+    tv_power: float = 3.0
+    """beta: exponent of the absolute neighbour differences in the TV term."""
+    lr: float = 0.02
+    """Adam learning rate (no schedule)."""
+    steps: int = 300
+    """Adam steps (no early stop)."""
+    min_size: int = 800
+    """Network input: short side (torchvision's rule; the paper's 800)."""
+    max_size: int = 1333
+    """Network input: long side at most."""
+    # -- maps to labels (doc section 4) --
+    tight_rank: float = 0.85
+    """theta_fg: the top (1 - tight_rank) of a box's pixels by map value seed the tight mask."""
+    loose_rank: float = 0.2
+    """theta_bg: the top (1 - loose_rank) seed the loose mask."""
+    crf_iterations: int = 10
+    """Dense CRF mean-field iterations."""
+    crf_gaussian_sxy: float = 1.0
+    """Dense CRF smoothness kernel: spatial standard deviation (pixels)."""
+    crf_gaussian_weight: float = 3.0
+    """Dense CRF smoothness kernel: weight."""
+    crf_bilateral_sxy: float = 80.0
+    """Dense CRF appearance kernel: spatial standard deviation (pixels)."""
+    crf_bilateral_srgb: float = 3.0
+    """Dense CRF appearance kernel: colour standard deviation (0..255 units)."""
+    crf_bilateral_weight: float = 4.0
+    """Dense CRF appearance kernel: weight."""
+    crf_keep: float = 0.9
+    """Pixels whose CRF foreground probability exceeds this are kept."""
+    tiny_fg_frac: float = 0.2
+    """Fallback when the tight foreground is at most this fraction of its box ..."""
+    small_box_frac: float = 0.1
+    """... and the box covers at most this fraction of the image (or the box had no positives)."""
+    fallback_confidences: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
+    """Box-shaped priors of increasing confidence the fallback CRF is re-run from."""
+    # -- speed (no effect on the method) --
+    batch_boxes: int = 8
+    """Boxes optimised together in one batch."""
+    amp: bool = False
+    """bfloat16 autocast for the detector passes on a GPU (measure agreement before using it)."""
+    reference: bool = False
+    """The published loop: one box at a time, image re-prepared every step, weight gradients on."""
+    seed: int = 0
+    """Seed of the jitter; box k of an image uses seed + k."""
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. proposals and positives
+# ---------------------------------------------------------------------------------------------
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, 4) x (4,) -> (N,) IoU of each row of ``a`` with ``b``."""
+    x0, y0 = torch.maximum(a[:, 0], b[0]), torch.maximum(a[:, 1], b[1])
+    x1, y1 = torch.minimum(a[:, 2], b[2]), torch.minimum(a[:, 3], b[3])
+    inter = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[2] - b[0]).clamp(min=0) * (b[3] - b[1]).clamp(min=0)
+    return inter / (area_a + area_b - inter).clamp(min=1e-9)
+
+
+def jitter_boxes(box: np.ndarray, n: int, frac: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(n, 4) float32 copies of ``box`` (input frame) with each corner moved by U(-frac, frac)
+    times the box width (x) or height (y), clipped to ``size = (h, w)``; degenerate copies are
+    widened to one pixel."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    d = rng.uniform(-frac, frac, size=(n, 4)) * np.array([w, h, w, h])
+    out = np.array([x0, y0, x1, y1]) + d
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, size[1])
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, size[0])
+    out[:, 2] = np.maximum(out[:, 2], out[:, 0] + 1)
+    out[:, 3] = np.maximum(out[:, 3], out[:, 1] + 1)
+    return out.astype(np.float32)
+
+
+@dataclass
+class Positives:
+    """One GT box's positives (input frame): proposals (P, 4), their regressed boxes (P, 4),
+    the detached targets ``deltas`` (P, 4) and ``prob`` (P,) of the GT class, and the IoU level
+    that selected them (NaN when P = 0)."""
+
+    proposals: torch.Tensor
+    regressed: torch.Tensor
+    deltas: torch.Tensor
+    prob: torch.Tensor
+    level: float
+
+    def __len__(self) -> int:
+        return int(self.proposals.shape[0])
+
+
+@torch.no_grad()
+def select_positives(detector, features, box: np.ndarray, cls: int, input_size: tuple[int, int],
+                     params: BBAMParams, rng: np.random.Generator) -> Positives:
+    """Doc section 2 for one GT box (input frame); ``features`` of the clean image."""
+    device = detector.device
+    proposals = torch.from_numpy(jitter_boxes(box, params.num_jitter, params.jitter, input_size, rng)).to(device)
+    logits, deltas = detector.head(features, [proposals], input_size)
+    logits, deltas = logits.float(), deltas.float()
+    regressed = detector.decode(deltas[:, cls], proposals)
+    gt = torch.as_tensor(np.asarray(box, dtype=np.float32), device=device)
+    iou = box_iou(regressed, gt)
+    right_class = logits.argmax(1) == cls
+    keep = torch.zeros(0, dtype=torch.long, device=device)
+    level = float("nan")
+    for level in params.iou_levels:
+        keep = torch.nonzero(right_class & (iou > level)).flatten()
+        if len(keep) > params.max_positives:
+            keep = keep[: params.max_positives]
+            break
+    if len(keep) == 0:
+        level = float("nan")
+    prob = logits.softmax(1)[:, cls]
+    return Positives(proposals[keep], regressed[keep], deltas[keep, cls], prob[keep], level)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. mask optimisation
+# ---------------------------------------------------------------------------------------------
+def mask_stride(box: np.ndarray, input_size: tuple[int, int], params: BBAMParams) -> float:
+    """s = stride_min + stride_range * sqrt(box area / image area), input frame."""
+    area = max(float(box[2] - box[0]), 0.0) * max(float(box[3] - box[1]), 0.0)
+    return params.stride_min + params.stride_range * math.sqrt(area / (input_size[0] * input_size[1]))
+
+
+def initial_mask(regressed: torch.Tensor, input_size: tuple[int, int], stride: float) -> torch.Tensor:
+    """(mh, mw) float32: 1 on the cells whose position (align_corners frame: cell i sits at input
+    pixel i * (h - 1) / (mh - 1)) lies inside any of the regressed boxes, else 0."""
+    h, w = input_size
+    mh, mw = max(int(h // stride), 2), max(int(w // stride), 2)
+    ys = torch.arange(mh, device=regressed.device, dtype=torch.float32) * ((h - 1) / (mh - 1))
+    xs = torch.arange(mw, device=regressed.device, dtype=torch.float32) * ((w - 1) / (mw - 1))
+    m = torch.zeros(mh, mw, device=regressed.device)
+    for b in regressed:
+        iny = (ys >= b[1]) & (ys <= b[3])
+        inx = (xs >= b[0]) & (xs <= b[2])
+        m[iny[:, None] & inx[None, :]] = 1.0
+    return m
+
+
+def tv_term(m: torch.Tensor, power: float) -> torch.Tensor:
+    """sum |dM|^power over horizontal, vertical and both diagonal neighbour pairs."""
+    return ((m[:, 1:] - m[:, :-1]).abs().pow(power).sum() + (m[1:, :] - m[:-1, :]).abs().pow(power).sum()
+            + (m[1:, 1:] - m[:-1, :-1]).abs().pow(power).sum() + (m[1:, :-1] - m[:-1, 1:]).abs().pow(power).sum())
+
+
+def _upsample(mask: torch.Tensor, input_size: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    """(mh, mw) -> (padded h, padded w): bilinear (align_corners=True) onto the valid region,
+    zero (= mean colour once multiplied) on the padding."""
+    up = F.interpolate(mask[None, None], size=input_size, mode="bilinear", align_corners=True)[0, 0]
+    return F.pad(up, (0, padded[1] - input_size[1], 0, padded[0] - input_size[0]))
+
+
+def _box_losses(detector, images: torch.Tensor, masks: list[torch.Tensor], positives: list[Positives],
+                classes: list[int], input_size, params: BBAMParams) -> list[torch.Tensor]:
+    """Loss of each box (a list, one scalar each) for the masked images of one batch."""
+    padded = tuple(images.shape[-2:])
+    ups = torch.stack([_upsample(m, input_size, padded) for m in masks])          # (B, h', w')
+    batch = images * ups[:, None]                                                   # (B, 3, h', w')
+    with torch.autocast(device_type=detector.device.type, dtype=torch.bfloat16,
+                        enabled=params.amp and detector.device.type == "cuda"):
+        feats = detector.features(batch)
+        logits, deltas = detector.head(feats, [p.proposals for p in positives], input_size)
+    logits, deltas = logits.float(), deltas.float()
+    losses, start = [], 0
+    for m, pos, cls in zip(masks, positives, classes):
+        end = start + len(pos)
+        prob = logits[start:end].softmax(1)[:, cls]
+        d = deltas[start:end, cls]
+        loss = (params.box_weight * (d - pos.deltas).abs().mean()
+                + params.class_weight * (prob - pos.prob).abs().mean()
+                + params.l1_weight * m.sum() + params.tv_weight * tv_term(m, params.tv_power))
+        losses.append(loss)
+        start = end
+    return losses
+
+
+def optimise_masks(detector, image: np.ndarray, boxes_in: np.ndarray, classes: list[int],
+                   positives: list[Positives], params: BBAMParams,
+                   step_hook: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """Masks (each (mh, mw) float32 in [0, 1], at its own stride) and final losses of the boxes,
+    in order. Every box must have positives. ``image`` is the original uint8 photo."""
+    x, scale = detector.prepare(image)
+    h, w = round(image.shape[0] * scale), round(image.shape[1] * scale)
+    inits = [initial_mask(p.regressed, (h, w), mask_stride(b, (h, w), params)) for b, p in zip(boxes_in, positives)]
+    if params.reference:
+        out = [_optimise_reference(detector, image, [m], [p], [c], (h, w), params, step_hook)
+               for m, p, c in zip(inits, positives, classes)]
+        return [o[0][0] for o in out], [o[1][0] for o in out]
+    detector.freeze(True)
+    masks_out, losses_out = [], []
+    for s in range(0, len(inits), params.batch_boxes):
+        sl = slice(s, s + params.batch_boxes)
+        masks = [m.clone().requires_grad_(True) for m in inits[sl]]
+        opt = torch.optim.Adam(masks, lr=params.lr)
+        images = x[None].expand(len(masks), -1, -1, -1)
+        for step in range(params.steps):
+            opt.zero_grad(set_to_none=True)
+            losses = _box_losses(detector, images, masks, positives[sl], classes[sl], (h, w), params)
+            torch.stack(losses).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                for m in masks:
+                    m.clamp_(0, 1)
+            if step_hook:
+                step_hook(len(masks))
+        masks_out += [m.detach().cpu().numpy() for m in masks]
+        losses_out += [float(v.detach()) for v in losses]
+    return masks_out, losses_out
+
+
+def _optimise_reference(detector, image, masks, positives, classes, input_size, params, step_hook):
+    """The published loop for one box: image re-prepared every step, weight gradients computed
+    (and accumulated: nobody zeroes them), float32."""
+    detector.freeze(False)
+    try:
+        masks = [m.clone().requires_grad_(True) for m in masks]
+        opt = torch.optim.Adam(masks, lr=params.lr)
+        ref = dataclasses.replace(params, amp=False)
+        for _ in range(params.steps):
+            opt.zero_grad(set_to_none=True)
+            x, _ = detector.prepare(image)
+            losses = _box_losses(detector, x[None], masks, positives, classes, input_size, ref)
+            torch.stack(losses).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                for m in masks:
+                    m.clamp_(0, 1)
+            if step_hook:
+                step_hook(len(masks))
+        return [m.detach().cpu().numpy() for m in masks], [float(v.detach()) for v in losses]
+    finally:
+        detector.freeze(True)
+        for p in detector.model.parameters():
+            p.grad = None
+
+
+def map_to_original(mask: np.ndarray, input_size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """A mask at its stride -> (H, W) float32 map in the original frame: bilinear
+    (align_corners=True) to the input size as during optimisation, then to the original size."""
+    t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    up = F.interpolate(t, size=input_size, mode="bilinear", align_corners=True)
+    up = F.interpolate(up, size=shape, mode="bilinear", align_corners=False)
+    return up[0, 0].clamp(0, 1).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. maps to masks and labels
+# ---------------------------------------------------------------------------------------------
+STATUSES = ("map", "fallback", "no_positives_fallback", "box")
+"""How each object's tight mask was made: from its map; from a box prior because the map's
+foreground was tiny; from a box prior because the box had no positives (no map); the filled box
+because even the box prior gave nothing (never silent: recorded per object)."""
+
+
+def _crf_foreground(crf, image_crop: np.ndarray, fg: np.ndarray, params: BBAMParams) -> np.ndarray:
+    fg = np.clip(fg.astype(np.float32), 1e-4, 1 - 1e-4)
+    q = crf(image_crop, np.stack([1 - fg, fg]), iterations=params.crf_iterations,
+            gaussian_sxy=params.crf_gaussian_sxy, gaussian_weight=params.crf_gaussian_weight,
+            bilateral_sxy=params.crf_bilateral_sxy, bilateral_srgb=params.crf_bilateral_srgb,
+            bilateral_weight=params.crf_bilateral_weight)
+    q = q.cpu().numpy() if hasattr(q, "cpu") else np.asarray(q)
+    return q[1] > params.crf_keep
+
+
+def _seed(values: np.ndarray, rank: float, sigma: float) -> np.ndarray:
+    """Min-max normalised map (the published code divides by the max only), the top
+    (1 - rank) of the box's pixels saturated to 1 (never pixels at the map's minimum, so a
+    mostly empty map stays mostly empty), Gaussian-smoothed."""
+    lo, hi = float(values.min()), float(values.max())
+    v = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    thr = float(np.quantile(v, rank))
+    v = np.where((v >= thr) & (v > 0), 1.0, v).astype(np.float32)   # ties at the minimum stay 0
+    return cv2.GaussianBlur(v, (0, 0), sigmaX=sigma) if sigma > 0 else v
+
+
+def maps_to_masks(image: np.ndarray, maps: np.ndarray, boxes: np.ndarray, has_map: np.ndarray,
+                  strides: np.ndarray, params: BBAMParams, crf) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Tight and loose (K, H, W) bool masks and a status per object (:data:`STATUSES`).
+
+    ``maps`` (K, H, W) in the original frame; ``strides`` the mask strides in original pixels
+    (they size the smoothing: sigma = stride / 4). Each map is cut to its box; CRF runs on the
+    box crop. Fallback (doc section 4): no positives, or a tight foreground of at most
+    ``tiny_fg_frac`` of a box covering at most ``small_box_frac`` of the image: the CRF is
+    re-run from box-shaped priors of increasing confidence (on the box with a margin of half
+    its size, so the prior has an outside) until the foreground exceeds ``tiny_fg_frac`` of
+    the box; if none does, the filled box. The loose mask always contains the tight one."""
+    K, (H, W) = len(boxes), image.shape[:2]
+    tight = np.zeros((K, H, W), bool)
+    loose = np.zeros((K, H, W), bool)
+    status = []
+    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=int)):
+        area = max((x1 - x0) * (y1 - y0), 1)
+        crop = image[y0:y1, x0:x1]
+        if has_map[k]:
+            values = maps[k, y0:y1, x0:x1]
+            sigma = float(strides[k]) / 4
+            t = _crf_foreground(crf, crop, _seed(values, params.tight_rank, sigma), params)
+            lo = _crf_foreground(crf, crop, _seed(values, params.loose_rank, sigma), params)
+            tight[k, y0:y1, x0:x1], loose[k, y0:y1, x0:x1] = t, lo | t
+            small = area <= params.small_box_frac * H * W
+            if not (small and t.sum() <= params.tiny_fg_frac * area):
+                status.append("map")
+                continue
+        # fallback from a box-shaped prior
+        mx, my = (x1 - x0) // 2, (y1 - y0) // 2
+        X0, Y0, X1, Y1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, W), min(y1 + my, H)
+        prior = np.zeros((Y1 - Y0, X1 - X0), np.float32)
+        found = None
+        for c in params.fallback_confidences:
+            prior[:] = 1 - c
+            prior[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = c
+            fg = _crf_foreground(crf, image[Y0:Y1, X0:X1], prior, params)
+            fg_box = np.zeros_like(fg)
+            fg_box[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = fg[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0]
+            if fg_box.sum() > params.tiny_fg_frac * area:
+                found = fg_box
+                break
+        tight[k] = False
+        if found is None:
+            tight[k, y0:y1, x0:x1] = True
+            status.append("box")
+        else:
+            tight[k, Y0:Y1, X0:X1] = found
+            status.append("fallback" if has_map[k] else "no_positives_fallback")
+        loose[k] |= tight[k]
+    return tight, loose, status
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> bool:
+    """Box ``a`` lies entirely inside box ``b`` (and is not the same box)."""
+    return bool(a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3] and (a != b).any())
+
+
+def compose_label(tight: np.ndarray, loose: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 semantic label from per-object masks (doc section 4):
+    1. each tight mask paints its class;
+    2. a pixel claimed by tight masks of two different classes is 255, unless one of the two
+       boxes lies entirely inside the other: the inner box's class wins;
+    3. pixels in some loose mask and in no tight mask are 255;
+    4. everything else is background (0)."""
+    K, H, W = tight.shape
+    label = np.zeros((H, W), np.uint8)
+    if K == 0:
+        return label
+    boxes = np.asarray(boxes)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-area, kind="stable")                 # larger first, nested ones on top
+    owner = np.full((H, W), -1, np.int32)
+    conflict = np.zeros((H, W), bool)
+    for k in order:
+        m = tight[k]
+        prev = owner[m]
+        for j in np.unique(prev[prev >= 0]):
+            if classes[j] == classes[k] or _inside(boxes[k], boxes[j]):
+                continue                                     # same class, or k nested in j: k wins
+            overlap = m & (owner == j)
+            if _inside(boxes[j], boxes[k]):
+                m = m & ~overlap                             # j nested in k: j keeps its pixels
+            else:
+                conflict |= overlap
+        owner[m] = k
+    label[owner >= 0] = np.asarray(classes)[owner[owner >= 0]]
+    label[conflict] = IGNORE
+    label[loose.any(0) & (owner < 0)] = IGNORE
+    return label

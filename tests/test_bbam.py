@@ -1,0 +1,275 @@
+"""BBAM: the detector adapter, positives, mask optimisation, maps to labels, the stage.
+
+The planted detector (``pseudolabel.toydetector``) scores "person" by the redness of the RoI,
+so the true attribution of a red object's box is the red object."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pseudolabel.algorithms.bbam import (BBAMParams, compose_label, initial_mask, jitter_boxes,
+                                         map_to_original, maps_to_masks, mask_stride, optimise_masks,
+                                         select_positives)
+from pseudolabel.catalog import open_dataset
+from pseudolabel.classes import IGNORE
+from pseudolabel.detector import (COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, read_checkpoint)
+from pseudolabel.errors import ConfigError
+from pseudolabel.records import ObjectRecord
+from pseudolabel.runner import merge_shards, run_stage
+from pseudolabel.stages.bbam import BBAMConfig
+from pseudolabel.store import LabelStore
+from pseudolabel.toydetector import toy_detector
+from pseudolabel.vocwrite import make_voc_folders, voc_xml, write_split
+
+from .conftest import store_contents
+
+PERSON = 15
+FAST = dict(steps=60, num_jitter=300, min_size=256, max_size=512)
+
+
+def red_scene(seed=0, size=(150, 200), objects=((40, 30, 110, 100),)):
+    """Mid-grey photo with noise and red ellipses filling the given boxes; (image, object masks)."""
+    rng = np.random.default_rng(seed)
+    H, W = size
+    img = np.clip(128 + rng.normal(0, 3, (H, W, 3)), 0, 255)
+    yy, xx = np.mgrid[:H, :W]
+    masks = []
+    for x0, y0, x1, y1 in objects:
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+        m = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1
+        img[m] = (210, 50, 45)
+        masks.append(m)
+    return img.astype(np.uint8), np.array(masks)
+
+
+def iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+# -- the adapter ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_resnet():
+    torch.manual_seed(0)
+    return Detector(build_model(21, min_size=64, max_size=96))
+
+
+def test_adapter_pins_torchvision_attribute_paths_and_shapes(small_resnet):
+    m = small_resnet.model
+    heads = m.roi_heads
+    assert heads.box_roi_pool.output_size == (7, 7) and heads.box_roi_pool.sampling_ratio == 2
+    assert tuple(heads.box_coder.weights) == (10.0, 10.0, 5.0, 5.0)
+    x, scale = small_resnet.prepare(np.zeros((100, 150, 3), np.uint8))
+    assert scale == pytest.approx(0.64) and x.shape == (3, 64, 96)   # 64 x 96 valid, already /32
+    feats = small_resnet.features(x[None])
+    assert list(feats) == ["0", "1", "2", "3", "pool"] and feats["0"].shape == (1, 256, 16, 24)
+    props = [torch.tensor([[0.0, 0, 40, 40], [10, 10, 60, 50], [5, 5, 20, 30]])]
+    pooled = heads.box_roi_pool(feats, props, [(64, 96)])
+    assert pooled.shape == (3, 256, 7, 7)
+    hidden = heads.box_head(pooled)
+    assert hidden.shape == (3, 1024)
+    logits, reg = heads.box_predictor(hidden)
+    assert logits.shape == (3, 21) and reg.shape == (3, 84)
+    l2, d2 = small_resnet.head(feats, props, (64, 96))
+    assert torch.equal(l2, logits) and torch.equal(d2, reg.view(3, 21, 4))
+    assert torch.allclose(small_resnet.decode(torch.zeros(3, 4), props[0]), props[0])
+
+
+def test_coco_detector_is_seen_through_the_voc_mapping():
+    torch.manual_seed(0)
+    model = build_model(91, min_size=64, max_size=96)
+    det = Detector(model, (0, *VOC_TO_COCO))
+    x, _ = det.prepare(np.full((64, 96, 3), 90, np.uint8))
+    feats = det.features(x[None])
+    props = [torch.tensor([[0.0, 0, 40, 40]])]
+    logits, deltas = det.head(feats, props, (64, 96))
+    raw_logits, raw_reg = model.roi_heads.box_predictor(model.roi_heads.box_head(
+        model.roi_heads.box_roi_pool(feats, props, [(64, 96)])))
+    assert torch.equal(logits[0, 15], raw_logits[0, 1])            # person = COCO 1
+    assert torch.equal(logits[0, 1], raw_logits[0, 5])             # aeroplane = COCO airplane (5)
+    assert torch.equal(deltas[0, 20], raw_reg.view(1, 91, 4)[0, 72])  # tvmonitor = COCO tv (72)
+    with pytest.raises(ConfigError, match="91 classes"):
+        Detector(model)
+
+
+def test_missing_and_bad_weights_say_which_file(tmp_path):
+    with pytest.raises(ConfigError, match=f"not found: .*{COCO_WEIGHTS_FILE}.*hub/checkpoints|{COCO_WEIGHTS_FILE}"):
+        read_checkpoint(tmp_path / COCO_WEIGHTS_FILE)
+    bad = tmp_path / "junk.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="junk.pth: not a readable PyTorch checkpoint"):
+        read_checkpoint(bad)
+    torch.save({"a": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match="other.pth: not a Faster R-CNN"):
+        read_checkpoint(tmp_path / "other.pth")
+
+
+def test_checkpoint_round_trip_with_train_detector_layout(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(21, min_size=64, max_size=96)
+    torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "voc.pth")
+    det = Detector.from_checkpoint(tmp_path / "voc.pth", min_size=64, max_size=96)
+    assert all(not p.requires_grad for p in det.model.parameters())
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(det.model.state_dict()[key], model.state_dict()[key])
+
+
+# -- positives and optimisation -------------------------------------------------------------
+def test_jitter_is_within_the_published_range_and_clipped():
+    rng = np.random.default_rng(0)
+    out = jitter_boxes(np.array([20, 30, 120, 80]), 1000, 0.3, (100, 130), rng)
+    assert out.shape == (1000, 4)
+    assert (out[:, 0] >= 0).all() and (out[:, 2] <= 130).all() and (out[:, 3] <= 100).all()
+    assert np.abs(out[:, 0] - 20).max() <= 30 + 1e-4 and np.abs(out[:, 1] - 30).max() <= 15 + 1e-4
+
+
+def test_positives_follow_the_cascade_and_the_class():
+    det = toy_detector(size=256)
+    img, _ = red_scene()
+    x, s = det.prepare(img)
+    size = (round(150 * s), round(200 * s))
+    feats = det.features(x[None])
+    box = np.array([40, 30, 110, 100]) * s
+    p = select_positives(det, feats, box, PERSON, size, BBAMParams(), np.random.default_rng(0))
+    assert 0 < len(p) <= 100 and p.level in (0.9, 0.85, 0.8)
+    from pseudolabel.algorithms.bbam import box_iou
+    assert (box_iou(p.regressed, torch.as_tensor(box, dtype=torch.float32)) > p.level).all()
+    none = select_positives(det, feats, box, 3, size, BBAMParams(), np.random.default_rng(0))  # bird: never argmax
+    assert len(none) == 0 and np.isnan(none.level)
+
+
+def test_stride_and_initial_mask():
+    params = BBAMParams()
+    assert mask_stride(np.array([0, 0, 10, 10]), (800, 800), params) == pytest.approx(16 + 48 * 10 / 800)
+    assert mask_stride(np.array([0, 0, 800, 600]), (600, 800), params) == pytest.approx(64)
+    m = initial_mask(torch.tensor([[0.0, 0, 399, 299]]), (600, 800), 40.0)
+    # cell i sits at input row i * 599 / 14 (42.8 i), column j at j * 799 / 19 (42.05 j)
+    assert m.shape == (15, 20) and m[:7, :10].all() and not m[7:].any() and not m[:, 10:].any()
+
+
+def test_attribution_concentrates_on_the_planted_object_and_fast_equals_reference():
+    det = toy_detector(size=256)
+    img, gt = red_scene()
+    cfg = BBAMParams(**FAST)
+    x, s = det.prepare(img)
+    size = (round(150 * s), round(200 * s))
+    box = np.array([[30, 20, 120, 110]]) * s
+    pos = [select_positives(det, det.features(x[None]), box[0], PERSON, size, cfg, np.random.default_rng(0))]
+    fast, loss = optimise_masks(det, img, box, [PERSON], pos, cfg)
+    ref, loss_ref = optimise_masks(det, img, box, [PERSON], pos, dataclasses.replace(cfg, reference=True))
+    assert np.abs(fast[0] - ref[0]).max() < 1e-5 and loss == pytest.approx(loss_ref, rel=1e-5)
+    amap = map_to_original(fast[0], size, (150, 200))
+    inside = amap[30:100, 40:110][gt[0][30:100, 40:110]].mean()
+    outside = amap[20:110, 30:120][~gt[0][20:110, 30:120]].mean()
+    assert inside > 0.5 > outside
+
+
+def test_gradients_reach_only_the_mask_and_reference_turns_them_on(small_resnet):
+    det = small_resnet
+    img = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
+    from pseudolabel.algorithms.bbam import Positives
+    props = torch.tensor([[10.0, 10, 50, 40], [12, 8, 48, 44]])
+    pos = Positives(props, props, torch.zeros(2, 4), torch.full((2,), 0.5), 0.9)
+    cfg = BBAMParams(steps=2, min_size=64, max_size=96)
+    seen = []
+    hook = lambda n: seen.append([p.grad is not None for p in det.model.parameters()])
+    masks, _ = optimise_masks(det, img, np.array([[10, 10, 50, 40]]), [PERSON], [pos], cfg, step_hook=hook)
+    assert not any(any(s) for s in seen) and all(not p.requires_grad for p in det.model.parameters())
+    assert masks[0].shape == (2, 2) and 0 <= masks[0].min() and masks[0].max() <= 1
+    seen.clear()
+    optimise_masks(det, img, np.array([[10, 10, 50, 40]]), [PERSON], [pos],
+                   dataclasses.replace(cfg, reference=True), step_hook=hook)
+    assert all(any(s) for s in seen)                               # the published defect, reproduced
+    assert all(p.grad is None and not p.requires_grad for p in det.model.parameters())  # and undone
+
+
+# -- maps to labels --------------------------------------------------------------------------
+def _identity_crf(image, prob, **kw):
+    return torch.as_tensor(np.asarray(prob))
+
+
+def test_fallbacks_are_recorded_never_silent():
+    img, gt = red_scene(size=(200, 200), objects=((20, 20, 50, 50),))
+    boxes = np.array([[20, 20, 50, 50], [100, 100, 130, 130], [140, 10, 170, 40]])
+    maps = np.zeros((3, 200, 200), np.float32)
+    maps[0][gt[0]] = 1.0                                 # a good map
+    maps[1, 100:102, 100:102] = 1.0                      # tiny foreground in a small box -> fallback
+    has = np.array([True, True, False])                  # third: no positives
+    params = BBAMParams()
+    tight, loose, status = maps_to_masks(img, maps, boxes, has, np.full(3, 20.0), params, _identity_crf)
+    assert status == ["map", "fallback", "no_positives_fallback"]
+    assert tight[1].sum() > params.tiny_fg_frac * 900 and tight[2].sum() > params.tiny_fg_frac * 900
+    assert (loose | ~tight).all()                         # loose contains tight
+    never = lambda image, prob, **kw: torch.stack([torch.ones_like(torch.as_tensor(prob[0])),
+                                                   torch.zeros_like(torch.as_tensor(prob[0]))])
+    tight, _, status = maps_to_masks(img, maps, boxes, has, np.full(3, 20.0), params, never)
+    assert status == ["box", "box", "box"] and tight[2, 10:40, 140:170].all()
+
+
+def test_compose_label_ignore_bands_conflicts_and_nesting():
+    H, W = 20, 30
+    tight = np.zeros((4, H, W), bool)
+    loose = np.zeros((4, H, W), bool)
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [18, 0, 30, 20], [20, 5, 25, 10]])
+    classes = np.array([1, 2, 3, 4])
+    tight[0, 0:10, 0:10] = True
+    tight[1, 5:15, 5:15] = True                          # overlaps object 0, different class, not nested
+    tight[2, 0:20, 18:30] = True
+    tight[3, 5:10, 20:25] = True                         # box 3 inside box 2: wins its pixels
+    loose[0, 0:12, 0:12] = True
+    label = compose_label(tight, loose | tight, boxes, classes)
+    assert (label[5:10, 5:10] == IGNORE).all()           # cross-class conflict
+    assert (label[0:5, 0:5] == 1).all() and (label[10:15, 10:15] == 2).all()
+    assert (label[5:10, 20:25] == 4).all() and label[0, 19] == 3
+    assert label[11, 0] == IGNORE and label[11, 1] == IGNORE   # loose band outside every tight mask
+    assert label[19, 0] == 0
+
+
+# -- the stage through the runner --------------------------------------------------------------
+def make_red_tree(root, n=3):
+    root = make_voc_folders(root)
+    ids = []
+    for i in range(n):
+        objects = ((30 + 10 * i, 20, 100 + 10 * i, 90),) if i != 1 else ((20, 20, 80, 80), (110, 40, 180, 130))
+        img, _ = red_scene(seed=i, objects=objects)
+        image_id = f"2012_{i:06d}"
+        Image.fromarray(img).save(root / "JPEGImages" / f"{image_id}.jpg", quality=98)
+        recs = [ObjectRecord(PERSON, tuple(int(v) for v in b)) for b in objects]
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc_xml(image_id, 200, 150, recs))
+        ids.append(image_id)
+    write_split(root, "train", ids)
+    return root
+
+
+def test_bbam_stage_store_and_planted_object(tmp_path):
+    pytest.importorskip("pseudolabel.algorithms.densecrf")
+    ds = open_dataset(make_red_tree(tmp_path / "voc"))
+    cfg = BBAMConfig(weights="toy", **FAST)
+    store = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+                       load_masks=True)
+    s = store["2012_000000"]
+    assert s.maps.shape == s.masks.shape == s.planes["loose_masks"].shape == (1, 150, 200)
+    assert (s.planes["loose_masks"] | ~s.masks).all()
+    assert s.objects["num_positives"][0] > 0 and np.isfinite(s.objects["final_loss"][0])
+    _, gt = red_scene(seed=0, objects=((30, 20, 100, 90),))
+    assert iou(s.masks[0], gt[0]) >= 0.7
+    assert store.config["steps"] == FAST["steps"] and store.config["weights"] == "toy"
+
+
+def test_bbam_shards_merge_to_the_single_process_store(tmp_path):
+    pytest.importorskip("pseudolabel.algorithms.densecrf")
+    ds = open_dataset(make_red_tree(tmp_path / "voc"))
+    cfg = BBAMConfig(weights="toy", **FAST)
+    whole = run_stage("bbam", ds, "train", tmp_path / "a", config=cfg, progress=False).store
+    for i in range(2):
+        run_stage("bbam", ds, "train", tmp_path / "b", config=cfg, progress=False, shard=(i, 2))
+    assert store_contents(merge_shards("bbam", ds, "train", tmp_path / "b", 2)) == store_contents(whole)
+
+
+def test_bbam_without_weights_stops_before_work_naming_the_file(tmp_path, invoke):
+    root = make_red_tree(tmp_path / "voc", n=1)
+    result = invoke("bbam", "--data-root", str(root), "--weights", str(tmp_path / "nope.pth"))
+    assert result.exit_code == 1 and "nope.pth" in result.output and "not found" in result.output
