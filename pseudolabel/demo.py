@@ -141,7 +141,7 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
             log(line)
         stores[name] = open_store(summary.store)
         if isinstance(stores[name], LabelStore):
-            out = summary.store.parent / "export" / name
+            out = summary.current.parent / "export" / name
             export_png(stores[name], out, progress=False)
             log(f"exported {name} PNGs to {out}")
     overlay = draw_overlay(stores, base / "overlay.png")

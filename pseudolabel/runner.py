@@ -30,7 +30,10 @@ from .stages import StageResult, get_stage
 from .stages.base import ProposalResult, config_hash, config_json
 from .store.journal import Journal, run_lock
 from .store.reader import _open_checked, open_store
-from .store.schema import FORMATS, ChunkedArray, partial_dir, read_meta, store_path, write_store
+import hashlib
+
+from .store.schema import (FORMATS, ChunkedArray, keyed_store_path, partial_dir, point_current, read_meta,
+                           store_path, write_store)
 
 ON_ERROR = ("fail", "skip")
 
@@ -51,10 +54,14 @@ class RunSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)   # stage events, e.g. guards fired
     output: str = "labels"     # "proposals": objects counts proposals
+    current: Path | None = None  # <stage>.h5, the link to ``store`` (None for a shard)
+
+    def where(self) -> str:
+        return f"{self.current} -> {self.store.parent.name}/{self.store.name}" if self.current else str(self.store)
 
     def lines(self) -> list[str]:
         if self.nothing_to_do:
-            return [f"{self.stage} [{self.split}]: nothing to do, {self.store} is complete "
+            return [f"{self.stage} [{self.split}]: nothing to do, {self.where()} is complete "
                     f"({self.done} done, {self.failed} failed); use --force to recompute"]
         speed = (f"{self.objects / self.wall_s:.1f} boxes/s" if self.output == "labels"
                  else f"{self.wall_s / max(self.processed, 1):.2f} s/image") if self.wall_s > 0 else "-"
@@ -62,7 +69,7 @@ class RunSummary:
         out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} {what} in "
                f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {speed})"
                + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
-               f"store: {self.store} ({self.done} done, {self.failed} failed of {self.images})"]
+               f"store: {self.where()} ({self.done} done, {self.failed} failed of {self.images})"]
         if self.counts:
             out.insert(1, "events: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         if self.failed:
@@ -211,10 +218,20 @@ def _identity(stage: str, dataset: Dataset, split: str, config: Any, inputs: dic
     for name, path in inputs.items():
         with _open_checked(Path(path)) as f:
             meta = read_meta(f)
-        upstream[name] = {"path": path, "config_hash": meta["config_hash"], "completed": meta["completed"]}
+        upstream[name] = {"path": path, "config_hash": meta["config_hash"], "completed": meta["completed"],
+                          "cache_key": meta.get("cache_key", meta["config_hash"])}
     return {"stage": stage, "dataset": dataset.name, "dataset_root": str(dataset.root),
             "dataset_kind": dataset.kind, "split": split, "config": config_json(config),
-            "config_hash": config_hash(config), "inputs": json.dumps(upstream, sort_keys=True)}
+            "config_hash": config_hash(config), "inputs": json.dumps(upstream, sort_keys=True),
+            "cache_key": cache_key(config, {k: v["cache_key"] for k, v in upstream.items()})}
+
+
+def cache_key(config: Any, upstream_keys: dict[str, str]) -> str:
+    """12 hex digits of SHA-256 over the stage's configuration and its upstream stores' keys:
+    the name of the store a run writes (``<stage>/<key>.h5``). Same configuration on the same
+    inputs, same key: the cache is reused; any change anywhere upstream, a new key."""
+    text = json.dumps({"config": json.loads(config_json(config)), "inputs": upstream_keys}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
@@ -232,8 +249,16 @@ def upstream_paths(stage_name: str, config: Any, dataset: Dataset, split: str, c
         if not path.exists():
             raise StoreError(f"stage '{stage_name}' reads the '{name}' store, and {path} is not finished; "
                              f"run `pseudolabel {name} --split {split}` with the same --data-root and --cache first")
-        paths[name] = str(path)
+        paths[name] = str(path.resolve())
     return paths
+
+
+def stage_target(stage_name: str, config: Any, dataset: Dataset, split: str, cache) -> tuple[dict[str, str], str, Path]:
+    """``(inputs, key, path)``: the upstream stores a run of this configuration reads, its cache
+    key and its keyed store path."""
+    inputs = upstream_paths(stage_name, config, dataset, split, cache)
+    key = _identity(stage_name, dataset, split, config, inputs)["cache_key"]
+    return inputs, key, keyed_store_path(cache, dataset.name, split, stage_name, key)
 
 
 KEEP_BYTES = 256 << 20
@@ -284,10 +309,11 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
               config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
               progress: bool = True, log: Callable[[str], None] = lambda s: None,
               shard: tuple[int, int] | None = None) -> RunSummary:
-    """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>.h5``.
+    """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>/<key>.h5`` (``key``:
+    :func:`cache_key`), then point ``<stage>.h5`` (the store every reader opens) at it.
 
     ``shard=(i, n)`` runs only the split's images ``i, i + n, i + 2n, ...`` (a deterministic
-    shard: every image in exactly one of the n) into ``<stage>.shard-<i>-of-<n>.h5``;
+    shard: every image in exactly one of the n) into ``<stage>/<key>.shard-<i>-of-<n>.h5``;
     :func:`merge_shards` joins the n shard stores into the stage's store.
 
     Resumes an interrupted run (only unfinished images are redone), says there is nothing to
@@ -300,14 +326,17 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
-    inputs = upstream_paths(stage_name, config, dataset, split, cache)
-    out = store_path(cache, dataset.name, split, stage_name)
+    inputs, key, out = stage_target(stage_name, config, dataset, split, cache)
     if shard is not None:
         out = shard_path(out, *check_shard(shard))
     stage.check(config)
     with run_lock(out):
-        return _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
-                           on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard)
+        summary = _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
+                              on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard)
+    if shard is None:
+        summary.current = store_path(cache, dataset.name, split, stage_name)
+        point_current(summary.current, out)
+    return summary
 
 
 def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
@@ -318,76 +347,99 @@ def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
 
 
 def shard_path(out: Path, i: int, n: int) -> Path:
-    """Shard i of n of the store ``out``: ``<stage>.shard-<i>-of-<n>.h5`` beside it."""
+    """Shard i of n of the store ``out``: ``<key>.shard-<i>-of-<n>.h5`` beside it."""
     return out.with_name(f"{out.stem}.shard-{i}-of-{n}{out.suffix}")
 
 
+def _shard_keys(folder: Path, n: int) -> list[str]:
+    """Cache keys with shard stores (finished or in progress) of n shards in ``folder``."""
+    names = [p.name for p in folder.glob(f"*.shard-*-of-{n}.h5*")] if folder.is_dir() else []
+    return sorted({name.split(".shard-")[0] for name in names})
+
+
 def merge_shards(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, n: int,
-                 *, force: bool = False, log: Callable[[str], None] = lambda s: None) -> Path:
+                 *, key: str | None = None, force: bool = False, log: Callable[[str], None] = lambda s: None) -> Path:
     """Join the n finished shard stores of a stage into its store (entries copied as stored,
-    in split order), then remove the shards. The shards must be complete and made from the
-    same stage, data, split, configuration and upstream stores."""
+    in split order), remove the shards and point ``<stage>.h5`` at the result. The shards must
+    be complete and made from the same stage, data, split, configuration and upstream stores.
+    ``key``: the configuration's cache key; by default the only one with shards of n."""
     from .store.schema import read_entry
-    out = store_path(cache, dataset.name, split, stage_name)
+    current = store_path(cache, dataset.name, split, stage_name)
+    if key is None:
+        keys = _shard_keys(current.with_suffix(""), n)
+        if len(keys) != 1:
+            raise StoreError(f"{current.with_suffix('')}: " + (
+                f"no shard stores of {n} shards; run `pseudolabel {stage_name} --split {split} --shard I/{n}` "
+                f"for I = 0..{n - 1} first" if not keys else
+                f"shard stores of {len(keys)} configurations ({', '.join(keys)}); pass --key"))
+        key = keys[0]
+    out = keyed_store_path(cache, dataset.name, split, stage_name, key)
     shards = [shard_path(out, i, n) for i in range(n)]
     with run_lock(out):
-        if out.exists() and not force:
-            if not any(p.exists() for p in shards):
-                log(f"{out} is complete: nothing to merge")
-                return out
-            raise StoreError(f"{out} already exists; use --force to replace it with the merged shards")
-        missing = [p.name for p in shards if not p.exists()]
-        if missing:
-            raise StoreError(f"cannot merge {out.name}: shard store(s) {', '.join(missing)} not finished in "
-                             f"{out.parent}; run `pseudolabel {stage_name} --split {split} --shard I/{n}` "
-                             f"for each missing shard first")
-        files = [_open_checked(p) for p in shards]
-        try:
-            metas = [read_meta(f) for f in files]
-            for p, m in zip(shards[1:], metas[1:]):
-                diff = _mismatch(m, metas[0])
-                if diff:
-                    raise StoreError(f"{p}: made with a different {', '.join(diff)} than {shards[0].name}; "
-                                     f"rerun that shard with the same options")
-            where = {}
-            for f in files:
-                ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
-                for j, image_id in enumerate(ids):
-                    where[image_id] = (f, j)
-            ids = [r.image_id for r in dataset.records(split)]
-            lost = [i for i in ids if i not in where]
-            if lost:
-                raise StoreError(f"the shards of {out.name} do not cover the split ({len(lost)} images "
-                                 f"missing, e.g. {lost[0]}); were they made with another --shard n?")
+        _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_entry)
+    point_current(current, out)
+    return out
 
-            def entries():
-                for image_id in ids:
-                    f, j = where[image_id]
-                    if not f["index/done"][j]:
-                        error = f["index/error"][j]
-                        yield image_id, None, error.decode() if isinstance(error, bytes) else error
-                        continue
-                    entry = read_entry(f["images"][image_id])
-                    entry["num_objects"] = int(f["index/num_objects"][j])
-                    yield image_id, entry, ""
 
-            meta = {k: v for k, v in metas[0].items() if k not in
-                    ("format", "format_version", "num_images", "num_done", "num_failed", "complete", "shard")}
-            meta["config"] = json.dumps(meta["config"], sort_keys=True)
-            meta["created"] = min(m["created"] for m in metas)
-            meta["completed"] = _now()
-            tmp = out.with_name(out.name + ".tmp")
-            write_store(tmp, meta, ids, entries(), metas[0]["format"])
-        finally:
-            for f in files:
-                f.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-        for p in shards:
-            p.unlink()
-        log(f"merged {n} shards into {out}")
-        return out
+def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_entry) -> None:
+    """Merge under the lock of ``out`` (see :func:`merge_shards`)."""
+    if out.exists() and not force:
+        if not any(p.exists() for p in shards):
+            log(f"{out} is complete: nothing to merge")
+            return
+        raise StoreError(f"{out} already exists; use --force to replace it with the merged shards")
+    missing = [p.name for p in shards if not p.exists()]
+    if missing:
+        raise StoreError(f"cannot merge {out.name}: shard store(s) {', '.join(missing)} not finished in "
+                         f"{out.parent}; run `pseudolabel {stage_name} --split {split} --shard I/{n}` "
+                         f"for each missing shard first")
+    files = [_open_checked(p) for p in shards]
+    try:
+        metas = [read_meta(f) for f in files]
+        for p, m in zip(shards[1:], metas[1:]):
+            diff = _mismatch(m, metas[0])
+            if diff:
+                raise StoreError(f"{p}: made with a different {', '.join(diff)} than {shards[0].name}; "
+                                 f"rerun that shard with the same options")
+        where = {}
+        for f in files:
+            ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+            for j, image_id in enumerate(ids):
+                where[image_id] = (f, j)
+        ids = [r.image_id for r in dataset.records(split)]
+        lost = [i for i in ids if i not in where]
+        if lost:
+            raise StoreError(f"the shards of {out.name} do not cover the split ({len(lost)} images "
+                             f"missing, e.g. {lost[0]}); were they made with another --shard n?")
+
+        def entries():
+            for image_id in ids:
+                f, j = where[image_id]
+                if not f["index/done"][j]:
+                    error = f["index/error"][j]
+                    yield image_id, None, error.decode() if isinstance(error, bytes) else error
+                    continue
+                entry = read_entry(f["images"][image_id])
+                entry["num_objects"] = int(f["index/num_objects"][j])
+                yield image_id, entry, ""
+
+        meta = {k: v for k, v in metas[0].items() if k not in
+                ("format", "format_version", "num_images", "num_done", "num_failed", "complete", "shard")}
+        meta["config"] = json.dumps(meta["config"], sort_keys=True)
+        meta["created"] = min(m["created"] for m in metas)
+        meta["completed"] = _now()
+        tmp = out.with_name(out.name + ".tmp")
+        write_store(tmp, meta, ids, entries(), metas[0]["format"])
+    finally:
+        for f in files:
+            f.close()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    for p in shards:
+        p.unlink()
+    log(f"merged {n} shards into {out}")
+    return out
 
 
 def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,

@@ -69,7 +69,7 @@ def test_bad_input_through_the_cli_names_file_and_problem(invoke, voc_root):
     skipped = invoke("boxes", "--on-error", "skip", env=env)
     assert skipped.exit_code == 0 and "1 image(s) failed" in skipped.output
     assert "resuming" in skipped.output          # the two images before the bad one were kept
-    info = invoke("info", "--failures", skipped.output.split("store: ")[1].split(" (")[0]).output
+    info = invoke("info", "--failures", skipped.output.split("store: ")[1].split(" (")[0].split(" -> ")[0]).output
     assert "1 failed" in info and "failed 2012_000002:" in info
 
 

@@ -11,11 +11,18 @@ from PIL import Image
 
 from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import DataError, StoreError
-from pseudolabel.runner import run_stage
+from pseudolabel.runner import run_stage, stage_target
 from pseudolabel.store import LabelStore, partial_dir
 
 from .conftest import store_contents
 from .synth import make_voc_tree
+
+
+def keyed(stage, root, split, cache, config=None):
+    """The keyed store path a run of ``stage`` with ``config`` writes."""
+    from pseudolabel.stages import get_stage
+    config = config if config is not None else get_stage(stage).config_class()
+    return stage_target(stage, config, open_dataset(root), split, cache)[2]
 
 
 def test_jobs_1_and_2_give_identical_stores(voc_root, tmp_path):
@@ -40,7 +47,7 @@ def test_fail_stops_with_message_and_keeps_finished_images(voc_root, tmp_path):
     Image.new("RGB", (10, 10)).save(voc_root / "JPEGImages" / "2012_000003.jpg")
     with pytest.raises(DataError, match=r"2012_000003\.jpg: image is 10x10 but its annotation"):
         run_stage("boxes", ds, "train", tmp_path, progress=False)
-    journal = partial_dir(tmp_path / "VOC2012" / "train" / "boxes.h5")
+    journal = partial_dir(keyed("boxes", voc_root, "train", tmp_path))
     assert sorted(os.listdir(journal)) == ["2012_000000.npz", "2012_000001.npz", "2012_000002.npz",
                                            "manifest.json"]
 
@@ -79,6 +86,29 @@ def test_resume_after_fail_then_fix(voc_root, tmp_path):
     assert store_contents(resumed.store) == store_contents(reference.store)
 
 
+def test_each_configuration_has_its_own_store_and_the_current_link_follows_runs(voc_root, tmp_path):
+    from pseudolabel.stages import get_stage
+    ds = open_dataset(voc_root)
+    cfg = get_stage("grabcut").config_class
+    current = tmp_path / "VOC2012" / "train" / "grabcut.h5"
+    a = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=1))
+    assert current.is_symlink() and current.resolve() == a.store.resolve()
+    assert a.store.parent.name == "grabcut" and a.store.stem == LabelStore(current).meta["cache_key"]
+    b = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=2))
+    assert b.store != a.store and not b.nothing_to_do and a.store.exists()   # old output kept
+    assert current.resolve() == b.store.resolve() and LabelStore(current).config["iterations"] == 2
+    back = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=1))
+    assert back.nothing_to_do and current.resolve() == a.store.resolve()    # reused, made current
+    # a downstream store is keyed by its upstream stores too: same fuse options, new key
+    fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
+    run_stage("boxes", ds, "train", tmp_path, progress=False)
+    over_a = run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse)
+    run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=2))
+    over_b = run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse)
+    assert over_b.store != over_a.store and not over_b.nothing_to_do
+    assert run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse).nothing_to_do
+
+
 def test_changed_configuration_or_dataset_is_refused(voc_root, tmp_path):
     ds = open_dataset(voc_root)
     run_stage("boxes", ds, "train", tmp_path, progress=False)
@@ -100,7 +130,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
     cache = tmp_path / "cache"
     cmd = [sys.executable, "-m", "pseudolabel", "-q", "boxes", "--data-root", str(root),
            "--cache", str(cache), "--split", "trainval"]
-    journal = partial_dir(cache / "VOC2012" / "trainval" / "boxes.h5")
+    journal = partial_dir(keyed("boxes", root, "trainval", cache))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while _count_entries(journal) < kill_after and proc.poll() is None and time.time() < deadline:
@@ -124,7 +154,7 @@ def test_second_concurrent_run_is_refused(voc_root, tmp_path):
     from pseudolabel.store.journal import run_lock
 
     ds = open_dataset(voc_root)
-    store = tmp_path / "VOC2012" / "train" / "boxes.h5"
+    store = keyed("boxes", voc_root, "train", tmp_path)
     with run_lock(store):                       # as if another process were writing it
         child = subprocess.run(
             [sys.executable, "-m", "pseudolabel", "-q", "boxes", "--data-root", str(voc_root),

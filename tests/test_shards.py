@@ -5,7 +5,7 @@ import pytest
 
 from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import StoreError
-from pseudolabel.runner import merge_shards, run_stage, shard_path
+from pseudolabel.runner import merge_shards, run_stage, shard_path, stage_target
 from pseudolabel.store import LabelStore
 
 from .conftest import store_contents
@@ -17,7 +17,7 @@ def test_shards_cover_the_split_once_and_merge_equals_a_single_run(voc_root, tmp
     ids = []
     for i in range(3):
         s = run_stage("boxes", ds, "trainval", tmp_path / "sharded", progress=False, shard=(i, 3))
-        assert s.store.name == f"boxes.shard-{i}-of-3.h5"
+        assert s.store.parent.name == "boxes" and s.store.name.endswith(f".shard-{i}-of-3.h5")
         ids += LabelStore(s.store).ids
     assert sorted(ids) == sorted(r.image_id for r in ds.records("trainval"))  # each image exactly once
     merged = merge_shards("boxes", ds, "trainval", tmp_path / "sharded", 3)
@@ -28,7 +28,7 @@ def test_shards_cover_the_split_once_and_merge_equals_a_single_run(voc_root, tmp
 def test_merge_names_the_missing_shard_and_the_command(voc_root, tmp_path):
     ds = open_dataset(voc_root)
     run_stage("boxes", ds, "train", tmp_path, progress=False, shard=(0, 2))
-    with pytest.raises(StoreError, match=r"boxes.shard-1-of-2.h5 not finished.*--shard I/2"):
+    with pytest.raises(StoreError, match=r"\.shard-1-of-2\.h5 not finished.*--shard I/2"):
         merge_shards("boxes", ds, "train", tmp_path, 2)
 
 
@@ -38,8 +38,25 @@ def test_merge_refuses_shards_of_different_configurations(voc_root, tmp_path):
     cfg = get_stage("grabcut").config_class
     run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(0, 2), config=cfg(iterations=1))
     run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(1, 2), config=cfg(iterations=2))
-    with pytest.raises(StoreError, match="different configuration"):
+    # each configuration has its own key: shards of two never mix
+    with pytest.raises(StoreError, match="shard stores of 2 configurations .*pass --key"):
         merge_shards("grabcut", ds, "train", tmp_path, 2)
+    key = stage_target("grabcut", cfg(iterations=1), ds, "train", tmp_path)[1]
+    with pytest.raises(StoreError, match=r"shard-1-of-2\.h5 not finished"):
+        merge_shards("grabcut", ds, "train", tmp_path, 2, key=key)
+
+
+def test_merge_refuses_shards_of_different_data(voc_root, tmp_path):
+    import shutil
+    from pseudolabel.runner import shard_path as sp
+    ds = open_dataset(voc_root)
+    a = run_stage("boxes", ds, "train", tmp_path / "a", progress=False, shard=(0, 2)).store
+    other = voc_root.parent / "elsewhere" / "VOC2012"
+    shutil.copytree(voc_root, other)
+    b = run_stage("boxes", open_dataset(other), "train", tmp_path / "a", progress=False, shard=(1, 2)).store
+    assert sp(a.with_name(a.name.split(".shard")[0] + ".h5"), 1, 2) == b
+    with pytest.raises(StoreError, match="different dataset"):
+        merge_shards("boxes", ds, "train", tmp_path / "a", 2)
 
 
 def test_bad_shard_spec_is_refused(voc_root, tmp_path):

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..runner import ON_ERROR, merge_shards, run_stage
+from ..runner import ON_ERROR, merge_shards, run_stage, stage_target
 from ..stages import STAGES, Stage
 from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
@@ -77,8 +77,9 @@ def make_command(stage: Stage) -> click.Command:
         if gpus:
             if shard is not None:
                 raise click.UsageError("--gpus makes its own shards; drop --shard")
+            _, key, _ = stage_target(stage.name, config, dataset, split, cache)
             run_on_devices(stage, gpus, log)
-            merge_shards(stage.name, dataset, split, cache, len(gpus), force=force, log=log)
+            merge_shards(stage.name, dataset, split, cache, len(gpus), key=key, force=force, log=log)
             return
         summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
                             on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard)
@@ -96,7 +97,7 @@ def make_command(stage: Stage) -> click.Command:
                      help="On bad input: stop with a message naming the file, or skip the image "
                           "and record it in the store as failed."),
         click.option("--shard", callback=parse_shard, default=None, metavar="I/N",
-                     help="Only images I, I+N, I+2N, ... of the split, into <stage>.shard-I-of-N.h5 "
+                     help="Only images I, I+N, I+2N, ... of the split, into <stage>/<key>.shard-I-of-N.h5 "
                           "(one machine per shard); `pseudolabel merge` joins them."),
     ]
     if stage.name in GPU_STAGES:
@@ -115,10 +116,13 @@ def make_command(stage: Stage) -> click.Command:
 @split_option
 @click.option("--stage", required=True, help="Stage whose shard stores to merge.")
 @click.option("--shards", type=click.IntRange(min=1), required=True, help="N of the --shard I/N runs.")
+@click.option("--key", default=None, help="Cache key of the configuration whose shards to merge "
+              "(needed only when shards of several configurations are present).")
 @click.option("--force", is_flag=True, help="Replace an existing store with the merged shards.")
 @click.pass_context
-def merge(ctx, data_root, cache, split, stage, shards, force):
-    """Join the shard stores <stage>.shard-I-of-N.h5 (from --shard I/N runs) into <stage>.h5."""
+def merge(ctx, data_root, cache, split, stage, shards, key, force):
+    """Join the shard stores <stage>/<key>.shard-I-of-N.h5 (from --shard I/N runs) into
+    <stage>/<key>.h5 and make it the current <stage>.h5."""
     if stage not in STAGES:
         raise click.BadParameter(f"unknown stage {stage!r}; known: {', '.join(STAGES)}", param_hint="--stage")
-    merge_shards(stage, dataset_from(data_root), split, cache, shards, force=force, log=logger(ctx))
+    merge_shards(stage, dataset_from(data_root), split, cache, shards, key=key, force=force, log=logger(ctx))

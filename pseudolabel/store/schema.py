@@ -80,8 +80,25 @@ def _write_chunked(group: h5py.Group, name: str, array: ChunkedArray) -> None:
 
 
 def store_path(cache: str | os.PathLike, dataset: str, split: str, stage: str) -> Path:
-    """Where a stage's store lives under the output root: ``<cache>/<dataset>/<split>/<stage>.h5``."""
+    """A stage's current store under the output root: ``<cache>/<dataset>/<split>/<stage>.h5``,
+    a relative symbolic link to the keyed store of the stage's last finished run
+    (:func:`keyed_store_path`). Everything that reads "the grabcut store" opens this path."""
     return Path(cache) / dataset / split / f"{stage}.h5"
+
+
+def keyed_store_path(cache: str | os.PathLike, dataset: str, split: str, stage: str, key: str) -> Path:
+    """The store of one configuration: ``<cache>/<dataset>/<split>/<stage>/<key>.h5``, ``key``
+    a hash of the stage's configuration and of its upstream stores' keys (``runner.cache_key``),
+    so a changed parameter never reuses another configuration's output."""
+    return Path(cache) / dataset / split / stage / f"{key}.h5"
+
+
+def point_current(current: Path, target: Path) -> None:
+    """Make ``current`` (``<stage>.h5``) a relative link to ``target``, atomically."""
+    tmp = current.with_name(current.name + ".link-tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, current.parent), tmp)
+    os.replace(tmp, current)
 
 
 def partial_dir(path: str | os.PathLike) -> Path:
