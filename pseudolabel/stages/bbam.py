@@ -16,6 +16,7 @@ by default; ``--gpus`` sets it per worker process) picks it.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,14 +70,38 @@ def get_detector(config: BBAMConfig):
     return _DETECTORS[key]
 
 
+class _Clock:
+    """Seconds between calls, per named part (synchronising the GPU first)."""
+
+    def __init__(self, device, timings):
+        self.device, self.timings = torch.device(device), timings
+        self.last = time.perf_counter()
+
+    def __call__(self, part: str) -> None:
+        if self.timings is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.timings[part] = self.timings.get(part, 0.0) + now - self.last
+        self.last = now
+
+
 def check_weights(config: BBAMConfig) -> None:
     """Fail before any work when the weights are missing (a ConfigError naming the file)."""
     get_detector(config)
 
 
 def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, inputs=None) -> StageResult:
+    return process_with(get_detector(config), record, image, config)
+
+
+def process_with(det, record: ImageRecord, image: np.ndarray, config: BBAMParams,
+                 timings: dict[str, float] | None = None) -> StageResult:
+    """:func:`process_image` with a given detector (``bench/bbam.py`` passes its own);
+    ``timings``, when given, receives the seconds of each part (positives, optimise, masks)."""
     from ..algorithms.densecrf import dense_crf
-    det = get_detector(config)
+    clock = _Clock(det.device, timings)
     torch.manual_seed(config.seed)
     boxes, classes = record.boxes(), record.classes()
     K, (H, W) = len(boxes), image.shape[:2]
@@ -89,10 +114,12 @@ def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, in
     positives = [select_positives(det, feats, b, int(c), size, config, np.random.default_rng(config.seed + k))
                  for k, (b, c) in enumerate(zip(boxes_in, classes))]
     del feats
+    clock("positives")
     # 2. attribution masks of the boxes with positives, as one batch
     with_map = [k for k in range(K) if len(positives[k])]
     masks, losses = optimise_masks(det, image, boxes_in[with_map], [int(classes[k]) for k in with_map],
                                    [positives[k] for k in with_map], config) if with_map else ([], [])
+    clock("optimise")
     # 3. maps in the original frame -> tight / loose masks
     maps = np.zeros((K, H, W), np.float32)
     final_loss = np.full(K, np.nan, np.float32)
@@ -102,6 +129,7 @@ def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, in
     strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
     has_map = np.array([len(p) > 0 for p in positives])
     tight, loose, status = maps_to_masks(image, maps, boxes, has_map, strides, config, dense_crf)
+    clock("masks")
     # 4. the semantic label
     label = compose_label(tight, loose, boxes, classes)
     objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in STATUSES}
