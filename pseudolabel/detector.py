@@ -32,14 +32,13 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .classes import NUM_CLASSES, VOC_CLASSES
+from .classes import NUM_CLASSES
 from .errors import ConfigError
 
 COCO_WEIGHTS_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"

@@ -273,3 +273,24 @@ def test_bbam_without_weights_stops_before_work_naming_the_file(tmp_path, invoke
     root = make_red_tree(tmp_path / "voc", n=1)
     result = invoke("bbam", "--data-root", str(root), "--weights", str(tmp_path / "nope.pth"))
     assert result.exit_code == 1 and "nope.pth" in result.output and "not found" in result.output
+
+
+def test_gpus_runs_one_process_per_device_and_merges(tmp_path, invoke):
+    """--gpus cpu,cpu: the multi-device path (two processes over shards, then a merge) without
+    GPUs; the result equals a single-process run, and rerunning has nothing to do."""
+    root = make_red_tree(tmp_path / "voc")
+    opts = ["--weights", "toy", "--steps", "60", "--num-jitter", "300", "--min-size", "256", "--max-size", "512"]
+    result = invoke("bbam", "--data-root", root, "--cache", tmp_path / "multi", "--gpus", "cpu,cpu", *opts)
+    assert result.exit_code == 0, result.output
+    assert "shard 1/2 on the CPU" in result.output and "merged 2 shards" in result.output
+    cfg = BBAMConfig(weights="toy", **FAST)
+    whole = run_stage("bbam", open_dataset(root), "train", tmp_path / "one", config=cfg, progress=False).store
+    current = tmp_path / "multi" / "voc" / "train" / "bbam.h5"
+    assert store_contents(current) == store_contents(whole)
+    again = invoke("bbam", "--data-root", root, "--cache", tmp_path / "multi", "--gpus", "cpu,cpu", *opts)
+    assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def test_gpus_rejects_bad_ids(tmp_path, invoke):
+    result = invoke("bbam", "--data-root", tmp_path, "--gpus", "0,x")
+    assert result.exit_code == 2 and "expected GPU ids such as 0,1" in result.output

@@ -5,14 +5,10 @@ asked for (``Group.get_command``), so ``pseudolabel grabcut`` does not import wh
 ``proposals`` needs. ``pseudolabel merge`` joins shard stores."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import click
 
 from ..errors import ConfigError
-from ..runner import ON_ERROR, merge_shards, run_stage, stage_target
+from ..runner import ON_ERROR, merge_shards, run_stage
 from ..stages import STAGES, Stage
 from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
@@ -36,36 +32,11 @@ def parse_shard(ctx, param, value):
 def parse_gpus(ctx, param, value):
     if value is None:
         return None
-    devices = [v.strip() for v in value.split(",") if v.strip()]
-    if not devices or any(not (d.isdigit() or d == "cpu") for d in devices):
-        raise click.BadParameter(f"expected GPU ids such as 0,1 (or 'cpu' entries), got {value!r}")
-    return devices
-
-
-def run_on_devices(stage: Stage, devices: list[str], log) -> None:
-    """One process per listed device over deterministic shards (``--shard i/n``), each with
-    only its GPU visible; the processes write their own shard stores (and resume them when
-    rerun); the parent then merges. ``cpu`` entries run a shard on the CPU (for trying the
-    sharded path without GPUs)."""
-    n = len(devices)
-    args = [a for a in sys.argv[1:]]
-    i = args.index("--gpus") if "--gpus" in args else next(k for k, a in enumerate(args) if a.startswith("--gpus="))
-    args = args[:i] + args[i + (1 if "=" in args[i] else 2):]
-    procs = []
-    for k, dev in enumerate(devices):
-        env = dict(os.environ)
-        if dev == "cpu":
-            env["PSEUDOLABEL_DEVICE"] = "cpu"
-        else:
-            env["CUDA_VISIBLE_DEVICES"], env["PSEUDOLABEL_DEVICE"] = dev, "cuda"
-        cmd = [sys.executable, "-m", "pseudolabel", *args, "--shard", f"{k}/{n}"]
-        log(f"shard {k}/{n} on {'GPU ' + dev if dev != 'cpu' else 'the CPU'}: pid starting")
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        bad = [f"{k}/{n}" for k, c in enumerate(codes) if c]
-        raise ConfigError(f"shard(s) {', '.join(bad)} failed (messages above); rerun the same command "
-                          f"to resume them")
+    from ..scaleout import check_devices
+    try:
+        return check_devices([v.strip() for v in value.split(",") if v.strip()])
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def make_command(stage: Stage) -> click.Command:
@@ -77,9 +48,9 @@ def make_command(stage: Stage) -> click.Command:
         if gpus:
             if shard is not None:
                 raise click.UsageError("--gpus makes its own shards; drop --shard")
-            _, key, _ = stage_target(stage.name, config, dataset, split, cache)
-            run_on_devices(stage, gpus, log)
-            merge_shards(stage.name, dataset, split, cache, len(gpus), key=key, force=force, log=log)
+            from ..scaleout import run_on_devices
+            run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
+                           on_error=on_error, log=log)
             return
         summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
                             on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard)

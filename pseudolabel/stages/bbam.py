@@ -24,7 +24,6 @@ import torch
 
 from ..algorithms.bbam import (STATUSES, BBAMParams, compose_label, map_to_original, maps_to_masks,
                                mask_stride, optimise_masks, select_positives)
-from ..errors import ConfigError
 from ..records import ImageRecord
 from .base import Stage, StageResult
 

@@ -1,0 +1,68 @@
+"""Running a stage over several devices: one process per device, each on a deterministic
+shard (``--shard k/n``), then one merge. Used by ``--gpus`` and by recipes with ``gpus``."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .catalog import Dataset
+from .errors import ConfigError
+from .runner import merge_shards, stage_target
+
+
+def config_args(config: Any) -> list[str]:
+    """Command-line options that rebuild ``config`` (as ``cli.common.config_options`` reads them)."""
+    args = []
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{name}" if value else f"--no-{name}")
+        elif isinstance(value, tuple):
+            args += [f"--{name}", json.dumps(value)]
+        else:
+            args += [f"--{name}", str(value)]
+    return args
+
+
+def check_devices(devices: list[str]) -> list[str]:
+    if not devices or any(not (d.isdigit() or d == "cpu") for d in devices):
+        raise ConfigError(f"expected GPU ids such as 0,1 (or 'cpu' entries), got {','.join(devices)!r}")
+    return devices
+
+
+def run_on_devices(stage_name: str, config: Any, dataset: Dataset, split: str, cache: str | os.PathLike,
+                   devices: list[str], *, jobs: int = 1, force: bool = False, on_error: str = "fail",
+                   log: Callable[[str], None] = lambda s: None) -> Path:
+    """Shard k of n runs in its own process with only device k visible
+    (``CUDA_VISIBLE_DEVICES=k``, ``PSEUDOLABEL_DEVICE=cuda``; a ``cpu`` entry runs its shard on
+    the CPU); each writes and resumes its own shard store; then the shards are merged into the
+    stage's store, which is returned. A rerun after a failure resumes every shard."""
+    devices = check_devices(list(devices))
+    n = len(devices)
+    _, key, out = stage_target(stage_name, config, dataset, split, cache)
+    if out.exists() and not force:
+        log(f"{stage_name} [{split}]: nothing to do, {out} is complete")
+        return merge_shards(stage_name, dataset, split, cache, n, key=key, log=log)
+    base = [sys.executable, "-m", "pseudolabel", stage_name, "--data-root", str(dataset.root),
+            "--cache", str(cache), "--split", split, "--jobs", str(jobs), "--on-error", on_error,
+            *config_args(config)] + (["--force"] if force else [])
+    procs = []
+    for k, dev in enumerate(devices):
+        env = dict(os.environ)
+        if dev == "cpu":
+            env["PSEUDOLABEL_DEVICE"] = "cpu"
+        else:
+            env["CUDA_VISIBLE_DEVICES"], env["PSEUDOLABEL_DEVICE"] = dev, "cuda"
+        log(f"shard {k}/{n} on {'GPU ' + dev if dev != 'cpu' else 'the CPU'}")
+        procs.append(subprocess.Popen([*base, "--shard", f"{k}/{n}"], env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        bad = [f"{k}/{n}" for k, c in enumerate(codes) if c]
+        raise ConfigError(f"shard(s) {', '.join(bad)} of {stage_name} failed (messages above); rerun the "
+                          f"same command to resume them")
+    return merge_shards(stage_name, dataset, split, cache, n, key=key, force=force, log=log)
