@@ -5,6 +5,7 @@ so the true attribution of a red object's box is the red object."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -294,3 +295,21 @@ def test_gpus_runs_one_process_per_device_and_merges(tmp_path, invoke):
 def test_gpus_rejects_bad_ids(tmp_path, invoke):
     result = invoke("bbam", "--data-root", tmp_path, "--gpus", "0,x")
     assert result.exit_code == 2 and "expected GPU ids such as 0,1" in result.output
+
+
+def test_refine_reads_bbam_masks_and_keeps_the_loose_band(tmp_path):
+    from pseudolabel.stages import get_stage
+    ds = open_dataset(make_red_tree(tmp_path / "voc"))
+    cache = tmp_path / "c"
+    bbam = LabelStore(run_stage("bbam", ds, "train", cache, config=BBAMConfig(weights="toy", **FAST),
+                                progress=False).store, load_masks=True)
+    run_stage("proposals", ds, "train", cache, progress=False)
+    cfg = get_stage("refine").config_class(source="bbam")
+    refined = LabelStore(run_stage("refine", ds, "train", cache, config=cfg, progress=False).store, load_masks=True)
+    for image_id in refined.ids:
+        r, b = refined[image_id], bbam[image_id]
+        assert r.masks.shape == b.masks.shape
+        loose_only = b.planes["loose_masks"].any(0) & ~r.masks.any(0)
+        assert (r.label[loose_only] == 255).all()                  # the loose band stays ignore
+        assert set(np.unique(r.label)) <= {0, 15, 255}
+    assert json.loads(refined.meta["inputs"])["bbam"]["cache_key"] == bbam.meta["cache_key"]

@@ -16,7 +16,8 @@ data_root_option = click.option(
          "[env: PSEUDOLABEL_DATA]")
 cache_option = click.option(
     "--cache", envvar="PSEUDOLABEL_CACHE", type=click.Path(file_okay=False), default="./cache",
-    help="Output root; stores go to <cache>/<dataset>/<split>/<stage>.h5. [env: PSEUDOLABEL_CACHE]")
+    help="Output root; a stage's current store is <cache>/<dataset>/<split>/<stage>.h5, a link "
+         "into <stage>/ where stores are kept per configuration (docs/CACHE.md). [env: PSEUDOLABEL_CACHE]")
 split_option = click.option(
     "--split", default="train",
     help="Split to use: a VOC ImageSets/Segmentation name (train, val, ...), or train_aug, "

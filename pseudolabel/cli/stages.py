@@ -63,7 +63,7 @@ def make_command(stage: Stage) -> click.Command:
         data_root_option, cache_option, split_option,
         click.option("--jobs", "-j", type=click.IntRange(min=0), default=1,
                      help="Worker processes (images in parallel, one core each); 0 = all cores."),
-        click.option("--force", is_flag=True, help="Discard any existing or partial store and start over."),
+        click.option("--force", is_flag=True, help="Discard this configuration's store or interrupted run and start over."),
         click.option("--on-error", type=click.Choice(ON_ERROR), default="fail",
                      help="On bad input: stop with a message naming the file, or skip the image "
                           "and record it in the store as failed."),

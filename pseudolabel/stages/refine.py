@@ -1,12 +1,14 @@
 """The ``refine`` stage: BBAM's proposal refinement of another stage's per-object masks.
 
 Reads two finished stores of the same split: the source stage's (``--source grabcut``: its
-per-object masks, boxes and guard flags) and ``proposals``. Per image:
+per-object masks, boxes and guard flags; ``--source bbam``: its tight and loose masks) and
+``proposals``. Per image:
 1. refine every object's mask with the rule in ``algorithms/refine.py`` (exact counts from
    the sparse proposal x superpixel form; small boxes and objects nothing matches unchanged);
 2. compose one label map with the source's own rule, so the only change is the masks
    (for ``grabcut``: smaller box in front, 2 px ignore band on mask boundaries, ignore ring on
-   fallback boxes);
+   fallback boxes; for ``bbam``: refined masks as the tight masks, the loose band 255,
+   cross-class conflicts 255 unless nested);
 3. store the refined masks and, per object, the rule's status.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
 from .base import Stage, StageResult
 
-SOURCES = ("grabcut",)
+SOURCES = ("grabcut", "bbam")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,11 @@ def process_image(record: ImageRecord, image, config: RefineConfig, inputs: dict
     # 1. refine
     masks, status = refine_masks(source.masks, boxes, props.superpixels, props.membership, config)
     # 2. compose with the source's rule
-    if source.config.get("reference"):             # plain GrabCut: smaller box in front, no 255
+    if config.source == "bbam":                     # tight = refined, loose band kept as ignore
+        from ..algorithms.bbam import compose_label as bbam_label
+        loose = source.planes.get("loose_masks", masks).astype(bool) | masks.astype(bool)
+        label = bbam_label(masks.astype(bool), loose, boxes, classes)
+    elif source.config.get("reference"):             # plain GrabCut: smaller box in front, no 255
         label = paint_smaller_on_top(masks, classes, boxes)
     else:
         fired = [tuple(g for g in FALLBACK_GUARDS if f"guard_{g}" in source.objects and source.objects[f"guard_{g}"][k])

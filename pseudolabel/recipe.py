@@ -1,0 +1,247 @@
+"""Recipes: a whole pipeline in one TOML file (``pipelines/*.toml``), run by ``pseudolabel run``.
+
+A recipe names the split, the steps in order and each stage's configuration::
+
+    name = "box2seg"
+    description = "GrabCut masks with filling rates, as palette PNGs"
+    split = "train"            # optional; --split overrides
+    jobs = 2                   # optional; --jobs overrides
+    # data_root = "../VOC2012" # optional, relative to this file; --data-root / PSEUDOLABEL_DATA override
+
+    [[step]]
+    stage = "grabcut"          # any stage; its [step.config] keys are that stage's options
+    [step.config]
+    iterations = 5
+
+    [[step]]
+    export = "grabcut"         # palette PNGs of that stage's current store
+    # out = "exports/box2seg"  # default <cache>/<dataset>/<split>/export/<stage>
+    # instances = true
+
+A stage step may set ``gpus = "0,1"`` (one process per device, as ``--gpus``). Stages are
+cached by configuration (``docs/CACHE.md``): a step whose store exists for the same
+configuration and inputs has nothing to do, so rerunning a recipe redoes only what changed.
+An export step is skipped when its folder already holds the export of the same store.
+Everything is checked before any step runs; a bad recipe is a :class:`ConfigError` naming the
+file, the step and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+TOP_KEYS = {"name", "description", "split", "jobs", "data_root", "step"}
+STAGE_KEYS = {"stage", "config", "gpus", "on_error"}
+EXPORT_KEYS = {"export", "out", "instances", "format"}
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str                                   # "stage" | "export"
+    stage: str
+    config: Any = None                          # the stage's config dataclass (stage steps)
+    gpus: tuple[str, ...] = ()
+    out: str | None = None                      # export steps
+    instances: bool = True
+
+    def describe(self) -> str:
+        return f"{self.stage}" if self.kind == "stage" else f"export {self.stage}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    name: str
+    description: str = ""
+    split: str = "train"
+    jobs: int = 1
+    data_root: str | None = None
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+
+def _check_type(where: str, name: str, value: Any, kind: Any) -> Any:
+    """TOML value -> the config field's type, or a ConfigError naming it."""
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(kind)
+    if ok is not None and not ok(value):
+        raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def stage_config(stage_name: str, values: dict[str, Any], where: str):
+    """A stage's config dataclass from recipe values (unknown keys and wrong types named)."""
+    from .stages import get_stage
+    config_class = get_stage(stage_name).config_class
+    hints = typing.get_type_hints(config_class)
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    kwargs = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ConfigError(f"{where}: unknown option {key!r} for stage {stage_name!r}; "
+                              f"known: {', '.join(sorted(fields))}")
+        kwargs[name] = _check_type(where, key, value, hints[name])
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: invalid configuration for {stage_name!r}: {exc}") from None
+
+
+def parse_set(assignments: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """``--set stage.key=value`` overrides; values are TOML (``3``, ``0.5``, ``true``, ``[1, 2]``),
+    anything else a string."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in assignments:
+        target, eq, text = item.partition("=")
+        stage, dot, key = target.strip().partition(".")
+        if not eq or not dot or not stage or not key:
+            raise ConfigError(f"--set {item!r}: expected STAGE.OPTION=VALUE, e.g. grabcut.iterations=3")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out.setdefault(stage, {})[key.strip()] = value
+    return out
+
+
+def load_recipe(path: str | os.PathLike, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """Read and check a recipe; ``overrides`` (from :func:`parse_set`) replace config values of
+    the stage steps they name."""
+    from .stages import STAGES
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe (shipped recipes are in pipelines/)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TOP_KEYS))}")
+    steps_in = data.get("step", [])
+    if not isinstance(steps_in, list) or not steps_in:
+        raise ConfigError(f"{path}: no steps; add [[step]] tables (stage = \"...\" or export = \"...\")")
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    steps = []
+    for n, raw in enumerate(steps_in, start=1):
+        where = f"{path}: step {n}"
+        if not isinstance(raw, dict) or ("stage" in raw) == ("export" in raw):
+            raise ConfigError(f"{where}: a step has exactly one of stage = \"...\" or export = \"...\"")
+        kind, keys = ("stage", STAGE_KEYS) if "stage" in raw else ("export", EXPORT_KEYS)
+        bad = set(raw) - keys
+        if bad:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))} for a {kind} step; "
+                              f"known: {', '.join(sorted(keys))}")
+        name = raw[kind]
+        if name not in STAGES:
+            raise ConfigError(f"{where}: unknown stage {name!r}; known: {', '.join(STAGES)}")
+        where = f"{where} ({kind} {name})"
+        if kind == "stage":
+            values = dict(raw.get("config", {}))
+            values.update(overrides.pop(name, {}))
+            gpus = raw.get("gpus", "")
+            if not isinstance(gpus, str):
+                raise ConfigError(f"{where}: gpus must be a string such as \"0,1\", got {gpus!r}")
+            steps.append(Step("stage", name, stage_config(name, values, where),
+                              gpus=tuple(g.strip() for g in gpus.split(",") if g.strip())))
+        else:
+            if STAGES[name].output != "labels":
+                raise ConfigError(f"{where}: only label stores can be exported; {name!r} makes {STAGES[name].output}")
+            if raw.get("format", "png") != "png":
+                raise ConfigError(f"{where}: format must be \"png\", got {raw['format']!r}")
+            steps.append(Step("export", name, out=raw.get("out"), instances=bool(raw.get("instances", True))))
+    if overrides:
+        raise ConfigError(f"--set names stage(s) {', '.join(sorted(overrides))} that {path} does not run")
+    root = data.get("data_root")
+    if root is not None:
+        root = str((path.parent / root).resolve())
+    jobs = data.get("jobs", 1)
+    if not isinstance(jobs, int) or jobs < 0:
+        raise ConfigError(f"{path}: jobs must be an integer >= 0, got {jobs!r}")
+    return Recipe(path=path, name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+                  split=str(data.get("split", "train")), jobs=jobs, data_root=root, steps=tuple(steps))
+
+
+# ----------------------------------------------------------------------------------------- run
+EXPORT_MANIFEST = "export.json"
+
+
+def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool, log) -> str:
+    from .export import export_png
+    from .store import LabelStore
+    from .store.schema import store_path
+    current = store_path(cache, dataset.name, split, step.stage)
+    if not current.exists():
+        raise ConfigError(f"export {step.stage}: {current} does not exist; put a `stage = \"{step.stage}\"` "
+                          f"step before it")
+    store = LabelStore(current)
+    out = Path(step.out) if step.out else current.parent / "export" / step.stage
+    identity = {"store": str(current.resolve()), "cache_key": store.meta.get("cache_key", ""),
+                "completed": store.meta.get("completed", ""), "instances": step.instances}
+    manifest = out / EXPORT_MANIFEST
+    if not force and manifest.exists():
+        try:
+            if json.loads(manifest.read_text()) == identity:
+                return f"export {step.stage}: nothing to do, {out} holds this store's export"
+        except ValueError:
+            pass
+    manifest.unlink(missing_ok=True)
+    n = export_png(store, out, instances=step.instances, progress=progress)
+    manifest.write_text(json.dumps(identity, indent=2) + "\n")
+    return f"export {step.stage}: {n} images to {out}"
+
+
+def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLike, split: str | None = None,
+               jobs: int | None = None, force: bool = False, on_error: str = "fail", progress: bool = True,
+               log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+    """Run the steps in order; returns one record per step (what ran, what was skipped)."""
+    from .catalog import open_dataset
+    from .runner import run_stage
+    dataset = open_dataset(data_root or recipe.data_root)
+    split = split or recipe.split
+    jobs = recipe.jobs if jobs is None else jobs
+    log(f"recipe {recipe.name} ({recipe.path}): {len(recipe.steps)} steps on {dataset.root} [{split}]")
+    from .stages import get_stage
+    for step in recipe.steps:                # e.g. missing detector weights: before any work
+        if step.kind == "stage":
+            get_stage(step.stage).check(step.config)
+    done = []
+    for n, step in enumerate(recipe.steps, start=1):
+        log(f"step {n}/{len(recipe.steps)}: {step.describe()}")
+        if step.kind == "export":
+            line = _export(step, dataset, split, cache, force, progress, log)
+            log(line)
+            done.append({"step": step.describe(), "skipped": "nothing to do" in line})
+            continue
+        if step.gpus:
+            from .runner import stage_target
+            from .scaleout import run_on_devices
+            skipped = not force and stage_target(step.stage, step.config, dataset, split, cache)[2].exists()
+            store = run_on_devices(step.stage, step.config, dataset, split, cache, list(step.gpus),
+                                   jobs=jobs, force=force, on_error=on_error, log=log)
+            done.append({"step": step.describe(), "store": str(store), "skipped": skipped})
+            continue
+        summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
+                            on_error=on_error, progress=progress, log=log)
+        for line in summary.lines():
+            log(line)
+        done.append({"step": step.describe(), "store": str(summary.store), "skipped": summary.nothing_to_do})
+    ran = [d["step"] for d in done if not d["skipped"]]
+    log(f"recipe {recipe.name}: " + (f"ran {', '.join(ran)}" if ran else "nothing to do, every step is up to date"))
+    return done
