@@ -209,8 +209,10 @@ def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool,
 
 def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLike, split: str | None = None,
                jobs: int | None = None, force: bool = False, on_error: str = "fail", progress: bool = True,
-               log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
-    """Run the steps in order; returns one record per step (what ran, what was skipped)."""
+               log: Callable[[str], None] = lambda s: None, backend: str = "loky") -> list[dict[str, Any]]:
+    """Run the steps in order; returns one record per step (what ran, what was skipped).
+    ``backend="dask"`` sends the images of stage steps without ``gpus`` to the dask cluster of
+    the current client."""
     from .catalog import open_dataset
     from .runner import run_stage
     dataset = open_dataset(data_root or recipe.data_root)
@@ -238,7 +240,7 @@ def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLik
             done.append({"step": step.describe(), "store": str(store), "skipped": skipped})
             continue
         summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
-                            on_error=on_error, progress=progress, log=log)
+                            on_error=on_error, progress=progress, log=log, backend=backend)
         for line in summary.lines():
             log(line)
         done.append({"step": step.describe(), "store": str(summary.store), "skipped": summary.nothing_to_do})

@@ -292,23 +292,35 @@ class _Kept(dict):
             self.room -= size
 
 
-def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, inputs: dict[str, str]):
+BACKENDS = ("loky", "dask")
+"""``loky``: ``jobs`` local worker processes. ``dask``: every worker of the dask.distributed
+cluster of the current ``distributed.Client`` (``scaleout.dask_client``), through joblib's dask
+backend; results still come back to this process, the only writer."""
+
+
+def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, inputs: dict[str, str],
+         backend: str = "loky"):
     """Results of ``process_record`` over ``records``: in split order for ``jobs=1`` (a plain
     loop); otherwise as they finish, with the largest images (most boxes, then most pixels)
     submitted first, so no long image is left running alone at the end. Order does not
     change the store: entries are keyed by id and assembled in split order."""
-    if jobs == 1 or len(records) <= 1:
-        return (process_record(stage_name, config, r, inputs) for r in records)
-    from joblib import Parallel, delayed
+    if backend == "loky" and (jobs == 1 or len(records) <= 1):
+        yield from (process_record(stage_name, config, r, inputs) for r in records)
+        return
+    from contextlib import nullcontext
+
+    from joblib import Parallel, delayed, parallel_config
     largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
-    return Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(process_record)(stage_name, config, r, inputs) for r in largest_first)
+    # loky: joblib's default, or whatever backend the caller set with joblib.parallel_config
+    with parallel_config(backend="dask") if backend == "dask" else nullcontext():
+        yield from Parallel(n_jobs=jobs if backend == "loky" else -1, return_as="generator_unordered")(
+            delayed(process_record)(stage_name, config, r, inputs) for r in largest_first)
 
 
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
               config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
               progress: bool = True, log: Callable[[str], None] = lambda s: None,
-              shard: tuple[int, int] | None = None) -> RunSummary:
+              shard: tuple[int, int] | None = None, backend: str = "loky") -> RunSummary:
     """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>/<key>.h5`` (``key``:
     :func:`cache_key`), then point ``<stage>.h5`` (the store every reader opens) at it.
 
@@ -324,6 +336,8 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
     inputs, key, out = stage_target(stage_name, config, dataset, split, cache)
@@ -332,7 +346,8 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     stage.check(config)
     with run_lock(out):
         summary = _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
-                              on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard)
+                              on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard,
+                              backend=backend)
     if shard is None:
         summary.current = store_path(cache, dataset.name, split, stage_name)
         point_current(summary.current, out)
@@ -444,7 +459,7 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_e
 
 def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,
                 force: bool, on_error: str, progress: bool, log: Callable[[str], None],
-                inputs: dict[str, str], shard: tuple[int, int] | None = None) -> RunSummary:
+                inputs: dict[str, str], shard: tuple[int, int] | None = None, backend: str = "loky") -> RunSummary:
     stage = get_stage(stage_name)
     jobs = resolve_jobs(jobs)
     journal = Journal(partial_dir(out))
@@ -504,7 +519,7 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     start = time.perf_counter()
     kept = _Kept(KEEP_BYTES)
     bar = Progress(len(good), f"{stage_name} [{split}]", enabled=progress)
-    for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs):
+    for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs, backend):
         if status == "failed":
             path, problem = rest
             if on_error == "fail":

@@ -1,5 +1,6 @@
-"""Running a stage over several devices: one process per device, each on a deterministic
-shard (``--shard k/n``), then one merge. Used by ``--gpus`` and by recipes with ``gpus``."""
+"""Scale-out: a stage over several devices (one process per device, each on a deterministic
+shard ``--shard k/n``, then one merge; ``--gpus`` and recipes with ``gpus``), and CPU stages on
+a dask.distributed cluster (``--backend dask --scheduler ADDRESS``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,3 +68,38 @@ def run_on_devices(stage_name: str, config: Any, dataset: Dataset, split: str, c
         raise ConfigError(f"shard(s) {', '.join(bad)} of {stage_name} failed (messages above); rerun the "
                           f"same command to resume them")
     return merge_shards(stage_name, dataset, split, cache, n, key=key, force=force, log=log)
+
+
+@contextmanager
+def dask_client(address: str | None, timeout: str = "20s"):
+    """A ``distributed.Client`` connected to the scheduler at ``address`` for the duration of a
+    run (joblib's dask backend sends work to the current client). Workers must reach the data
+    root and the output root at the same paths as this process (a shared file system), and
+    should run one thread each: ``dask worker ADDRESS --nthreads 1 --nworkers N``."""
+    if not address:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--backend dask needs the 'distributed' package: "
+                          "pip install -c constraints.txt 'pseudolabel[dask]'") from None
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the dask scheduler at {address} ({exc})") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
+def backend_context(backend: str, scheduler: str | None):
+    """Nothing for ``loky``; a dask client for ``dask``."""
+    if backend == "dask":
+        with dask_client(scheduler) as client:
+            yield client
+    else:
+        if scheduler:
+            raise ConfigError("--scheduler is only used with --backend dask")
+        yield None

@@ -8,6 +8,7 @@ import click
 from ..runner import ON_ERROR
 from . import cli
 from .common import cache_option, logger, progress_enabled
+from .stages import backend_option, scheduler_option
 
 
 @cli.command("run")
@@ -23,15 +24,20 @@ from .common import cache_option, logger, progress_enabled
 @click.option("--force", is_flag=True, help="Recompute every step even when its output is up to date.")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="fail",
               help="On bad input: stop naming the file, or skip the image and record it as failed.")
+@backend_option
+@scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the steps (ran / skipped).")
 @click.pass_context
-def run_command(ctx, recipe, data_root, cache, split, jobs, assignments, force, on_error, as_json):
+def run_command(ctx, recipe, data_root, cache, split, jobs, assignments, force, on_error, backend, scheduler,
+                as_json):
     """Run the steps of RECIPE in order. Each stage's store is keyed by its configuration and
     inputs, so a second run has nothing to do and a changed option reruns only the steps it
     affects (that stage and those after it that read it)."""
     from ..recipe import load_recipe, parse_set, run_recipe
     loaded = load_recipe(recipe, parse_set(assignments))
-    steps = run_recipe(loaded, data_root=data_root, cache=cache, split=split, jobs=jobs, force=force,
-                       on_error=on_error, progress=progress_enabled(ctx), log=logger(ctx))
+    from ..scaleout import backend_context
+    with backend_context(backend, scheduler):
+        steps = run_recipe(loaded, data_root=data_root, cache=cache, split=split, jobs=jobs, force=force,
+                           on_error=on_error, progress=progress_enabled(ctx), log=logger(ctx), backend=backend)
     if as_json:
         click.echo(json.dumps(steps, indent=2))

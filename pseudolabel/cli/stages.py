@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ..runner import ON_ERROR, merge_shards, run_stage
+from ..runner import BACKENDS, ON_ERROR, merge_shards, run_stage
 from ..stages import STAGES, Stage
 from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
@@ -39,9 +39,18 @@ def parse_gpus(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+backend_option = click.option(
+    "--backend", type=click.Choice(BACKENDS), default="loky",
+    help="Where images are processed: loky = --jobs local processes; dask = every worker of the "
+         "dask.distributed cluster at --scheduler (this process still writes the store).")
+scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Address of the dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")
+
+
 def make_command(stage: Stage) -> click.Command:
     @click.pass_context
-    def command(ctx, data_root, cache, split, jobs, force, on_error, shard, gpus=None, **values):
+    def command(ctx, data_root, cache, split, jobs, force, on_error, shard, backend, scheduler, gpus=None, **values):
         config = build_config(stage.config_class, values)
         dataset = dataset_from(data_root)
         log = logger(ctx)
@@ -52,8 +61,11 @@ def make_command(stage: Stage) -> click.Command:
             run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
                            on_error=on_error, log=log)
             return
-        summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
-                            on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard)
+        from ..scaleout import backend_context
+        with backend_context(backend, scheduler):
+            summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
+                                on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard,
+                                backend=backend)
         for line in summary.lines():
             log(line)
 
@@ -67,6 +79,7 @@ def make_command(stage: Stage) -> click.Command:
         click.option("--on-error", type=click.Choice(ON_ERROR), default="fail",
                      help="On bad input: stop with a message naming the file, or skip the image "
                           "and record it in the store as failed."),
+        backend_option, scheduler_option,
         click.option("--shard", callback=parse_shard, default=None, metavar="I/N",
                      help="Only images I, I+N, I+2N, ... of the split, into <stage>/<key>.shard-I-of-N.h5 "
                           "(one machine per shard); `pseudolabel merge` joins them."),
