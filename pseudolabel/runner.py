@@ -207,6 +207,19 @@ def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: di
     return ("ok", record.image_id, build_entry(record, result), dict(getattr(result, "counts", {})))
 
 
+def _versions() -> dict[str, str]:
+    """Versions of what made a store, for its run log."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"pseudolabel": __version__, "python": platform.python_version()}
+    for name in ("torch", "torchvision", "opencv-python-headless", "numpy", "h5py"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -443,6 +456,9 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_e
         meta["config"] = json.dumps(meta["config"], sort_keys=True)
         meta["created"] = min(m["created"] for m in metas)
         meta["completed"] = _now()
+        runs = [{**r, "shard": m.get("shard", "")} for m in metas for r in json.loads(m.get("run_log", "[]"))]
+        meta["run_log"] = json.dumps(runs + [{**_versions(), "merge": n, "start": meta["completed"], "end": _now(),
+                                              "host": socket.gethostname(), "pid": os.getpid()}])
         tmp = out.with_name(out.name + ".tmp")
         write_store(tmp, meta, ids, entries(), metas[0]["format"])
     finally:
@@ -501,6 +517,9 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
                        "host": socket.gethostname()})
     finished = journal.finished()
     summary.resumed = sum(i in finished for i in ids)
+    session = journal.start_session({**_versions(), "start": _now(), "host": socket.gethostname(),
+                                     "pid": os.getpid(), "jobs": jobs, "backend": backend,
+                                     "resumed": summary.resumed})
     if summary.resumed:
         log(f"resuming {out}: {summary.resumed} of {len(ids)} images already finished")
     todo = [r for r in records if r.image_id not in finished]
@@ -541,8 +560,12 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
 
     # 3. assemble the final store under a temporary name, then rename it into place.
     manifest = journal.manifest()
+    summary.wall_s = time.perf_counter() - start
+    journal.end_session(session, {"end": _now(), "processed": summary.processed, "objects": summary.objects,
+                                  "failed": len(summary.failures), "wall_s": round(summary.wall_s, 3)})
     meta = {**want, "package_version": __version__, "created": manifest["created"],
-            "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES))}
+            "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES)),
+            "run_log": json.dumps(journal.sessions())}
     tmp = out.with_name(out.name + ".tmp")
     entries = ((i, kept.pop(i), "") if i in kept else (i, *journal.get(i)) for i in ids)
     write_store(tmp, meta, ids, entries, FORMATS[stage.output])

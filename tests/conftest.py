@@ -52,11 +52,12 @@ def shared(name: str) -> Path:
     return path
 
 
-TIME_ATTRS = {"created", "completed"}
+TIME_ATTRS = {"created", "completed", "run_log", "seconds"}   # "seconds": per-image timing
 
 
 def store_contents(path) -> dict:
-    """Every dataset and attribute of an HDF5 file, minus timestamps: for equality checks."""
+    """Every dataset and attribute of an HDF5 file, minus timestamps and the run log: for equality
+    checks."""
     out = {}
     with h5py.File(path, "r") as f:
         def visit(name, obj):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import DataError, StoreError
 from pseudolabel.runner import run_stage, stage_target
 from pseudolabel.store import LabelStore, partial_dir
+from pseudolabel.store.reader import describe
 
 from .conftest import store_contents
 from .synth import make_voc_tree
@@ -49,7 +51,7 @@ def test_fail_stops_with_message_and_keeps_finished_images(voc_root, tmp_path):
         run_stage("boxes", ds, "train", tmp_path, progress=False)
     journal = partial_dir(keyed("boxes", voc_root, "train", tmp_path))
     assert sorted(os.listdir(journal)) == ["2012_000000.npz", "2012_000001.npz", "2012_000002.npz",
-                                           "manifest.json"]
+                                           "manifest.json", "run-000.json"]
 
 
 def test_bad_annotation_fails_before_any_work(voc_root, tmp_path):
@@ -124,30 +126,71 @@ def _count_entries(journal) -> int:
         return 0
 
 
-@pytest.mark.parametrize("kill_after", [3, 40])
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
-    root = make_voc_tree(tmp_path / "VOC2012", n_images=160, size=(120, 160))
+KILL_CASES = {
+    # stage: (images, upstream stages run first, configuration)
+    "boxes": (160, (), {}),
+    "grabcut": (40, (), {}),
+    "proposals": (40, (), {}),
+    "refine": (40, ("grabcut", "proposals"), {}),
+    "fuse": (40, ("grabcut", "boxes"), {"sources": "grabcut,boxes"}),
+    "bbam": (40, (), {"weights": "toy", "steps": 5, "num_jitter": 50, "min_size": 128, "max_size": 256}),
+}
+
+
+@pytest.mark.parametrize("stage", list(KILL_CASES))
+def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(tmp_path, stage):
+    """SIGKILL at two random points (seeded per stage), resume, and compare with the same command
+    run again with --force, uninterrupted."""
+    import random
+
+    from pseudolabel.scaleout import config_args
+    from pseudolabel.stages import get_stage
+    n, upstream, kwargs = KILL_CASES[stage]
+    root = make_voc_tree(tmp_path / "VOC2012", n_images=n, size=(120, 160))
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "pseudolabel", "-q", "boxes", "--data-root", str(root),
-           "--cache", str(cache), "--split", "trainval"]
-    journal = partial_dir(keyed("boxes", root, "trainval", cache))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while _count_entries(journal) < kill_after and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if proc.returncode != -signal.SIGKILL:
+    for name in upstream:
+        run_stage(name, open_dataset(root), "trainval", cache, progress=False)
+    config = get_stage(stage).config_class(**kwargs)
+    cmd = [sys.executable, "-m", "pseudolabel", "-q", stage, "--data-root", str(root),
+           "--cache", str(cache), "--split", "trainval", *config_args(config)]
+    store = stage_target(stage, config, open_dataset(root), "trainval", cache)[2]
+    journal = partial_dir(store)
+    kills = 0
+    for point in sorted(random.Random(stage).sample(range(2, n - 2), 2)):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while _count_entries(journal) < point and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            assert not store.exists()                       # never half-written
+    if kills == 0:
         pytest.skip("the run finished before it could be killed")
-    killed_at = _count_entries(journal)
-    assert 0 < killed_at < 160
-    assert not (cache / "VOC2012" / "trainval" / "boxes.h5").exists()   # never half-written
+    assert 0 < _count_entries(journal) < n
     rerun = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr and "already finished" in rerun.stderr
-    reference = run_stage("boxes", open_dataset(root), "trainval", tmp_path / "ref", progress=False)
-    assert store_contents(cache / "VOC2012" / "trainval" / "boxes.h5") == store_contents(reference.store)
     assert not journal.exists()
+    sessions = json.loads(describe(store)["run_log"])            # the run log shows the interruptions
+    assert len(sessions) == kills + 1 and all(s["end"] is None for s in sessions[:-1])
+    assert sessions[-1]["end"] and sessions[-1]["resumed"] > 0 and len({s["pid"] for s in sessions}) == kills + 1
+    resumed = store_contents(store)
+    uninterrupted = subprocess.run(cmd + ["--force"], capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert resumed == store_contents(store)
+
+
+def test_run_log_records_host_versions_and_counts(voc_root, tmp_path, invoke):
+    import socket
+    summary = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, jobs=2, progress=False)
+    (session,) = json.loads(LabelStore(summary.store).meta["run_log"])
+    assert session["host"] == socket.gethostname() and session["jobs"] == 2 and session["backend"] == "loky"
+    assert session["processed"] == 6 and session["objects"] == summary.objects and session["failed"] == 0
+    assert session["pseudolabel"] and session["torch"] and session["start"] <= session["end"]
+    info = invoke("info", summary.store).output
+    assert f"runs:        1 session(s), on {socket.gethostname()}" in info
 
 
 def test_second_concurrent_run_is_refused(voc_root, tmp_path):

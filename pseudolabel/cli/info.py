@@ -45,6 +45,12 @@ def info_command(store, as_json, failures, check):
         f"size:        {_size(meta['size_bytes'])}",
         f"config:      {json.dumps(meta.get('config'), sort_keys=True)}",
     ]
+    if meta.get("run_log"):
+        runs = json.loads(meta["run_log"])
+        killed = sum(r.get("end") is None for r in runs)
+        hosts = sorted({r.get("host", "?") for r in runs})
+        lines.append(f"runs:        {len(runs)} session(s)" + (f", {killed} interrupted" if killed else "")
+                     + f", on {', '.join(hosts)}")
     if check:
         lines.append("check:       every dataset read back without error")
     click.echo("\n".join(lines))

@@ -75,6 +75,27 @@ class Journal:
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    # -- run log: one file per session (a start, and a resume after every interruption) ------
+    def start_session(self, record: dict[str, Any]) -> Path:
+        """Write this session's record (``run-NNN.json``); a killed session keeps it without
+        an ``end``, which is how the run log shows interruptions."""
+        path = self.dir / f"run-{len(list(self.dir.glob('run-*.json'))):03d}.json"
+        _atomic_write(path, lambda fh: fh.write(json.dumps(record).encode()))
+        return path
+
+    def end_session(self, path: Path, updates: dict[str, Any]) -> None:
+        record = {**json.loads(path.read_text()), **updates}
+        _atomic_write(path, lambda fh: fh.write(json.dumps(record).encode()))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.dir.glob("run-*.json")):
+            try:
+                out.append({"end": None, **json.loads(path.read_text())})
+            except ValueError:
+                out.append({"end": None, "note": f"{path.name} unreadable"})
+        return out
+
     # -- entries ---------------------------------------------------------------------
     def finished(self) -> dict[str, str]:
         """``{image_id: "done" | "failed"}`` for every entry on disk."""
@@ -92,6 +113,7 @@ class Journal:
         arrays = {}
         for key, value in entry.items():
             if key in ("objects",):
+                arrays["objects"] = np.array(len(value))       # marks the key even when empty
                 for name, arr in value.items():
                     arrays[f"objects.{name}"] = np.asarray(arr)
             elif key in ("attrs",):
@@ -124,11 +146,13 @@ class Journal:
         failed = self.dir / f"{image_id}.failed.json"
         if failed.exists():
             return None, json.loads(failed.read_text())["error"]
-        entry: dict[str, Any] = {"objects": {}}
+        entry: dict[str, Any] = {}
         with np.load(self.dir / f"{image_id}.npz", allow_pickle=False) as data:
             for key in data.files:
-                if key.startswith("objects."):
-                    entry["objects"][key[len("objects."):]] = data[key]
+                if key == "objects":
+                    entry.setdefault("objects", {})
+                elif key.startswith("objects."):
+                    entry.setdefault("objects", {})[key[len("objects."):]] = data[key]
                 elif key == "attrs":
                     entry["attrs"] = json.loads(str(data[key]))
                 elif key == "image_path":
