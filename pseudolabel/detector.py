@@ -72,12 +72,36 @@ def missing_weights_message(path: Path) -> str:
             f"{COCO_WEIGHTS_FILE})")
 
 
-def build_model(num_classes: int, min_size: int = 800, max_size: int = 1333):
-    """torchvision's ``fasterrcnn_resnet50_fpn`` with random weights: nothing is downloaded
-    (``weights=None, weights_backbone=None``)."""
-    from torchvision.models.detection import fasterrcnn_resnet50_fpn
-    return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                   min_size=min_size, max_size=max_size)
+IMAGENET_WEIGHTS_FILE = "resnet50-0676ba61.pth"
+"""torchvision's ImageNet ResNet-50 (IMAGENET1K_V1), the backbone torchvision's own Faster
+R-CNN starts from, under this name in the torch hub cache."""
+
+
+def build_model(num_classes: int, min_size: int = 800, max_size: int = 1333, trainable_layers: int = 3):
+    """torchvision's ``fasterrcnn_resnet50_fpn`` with random weights, built the way
+    ``fasterrcnn_resnet50_fpn`` builds it for fine-tuning (frozen batch norm, the first
+    ``5 - trainable_layers`` ResNet stages frozen) but without downloading anything; its state
+    dict has the same keys as torchvision's checkpoints."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), trainable_layers)
+    return FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
+
+
+def coco_to_voc(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A 91-class COCO state dict -> a 21-class VOC one: the predictor's rows of background and
+    of each VOC class's COCO class (:data:`VOC_TO_COCO`), everything else as is. The start of
+    a fine-tuning from COCO: before any step it predicts VOC classes as the COCO model does."""
+    rows = torch.tensor((0, *VOC_TO_COCO))
+    out = dict(state)
+    for kind in ("weight", "bias"):
+        cls = f"roi_heads.box_predictor.cls_score.{kind}"
+        box = f"roi_heads.box_predictor.bbox_pred.{kind}"
+        out[cls] = state[cls][rows].clone()
+        out[box] = state[box].view(91, 4, *state[box].shape[1:])[rows].reshape(84, *state[box].shape[1:]).clone()
+    return out
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -15,9 +15,12 @@ class Group(click.Group):
     without a traceback; Ctrl-C says how to resume. Stage commands are made on demand from
     the stage registry (see :mod:`.stages`)."""
 
+    LAZY = {"train-detector": "train_detector"}
+    """Commands whose module imports torch: loaded only when asked for."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         from ..stages import STAGES
-        return sorted({*super().list_commands(ctx), *STAGES})
+        return sorted({*super().list_commands(ctx), *STAGES, *self.LAZY})
 
     def get_command(self, ctx: click.Context, name: str):
         command = super().get_command(ctx, name)
@@ -27,6 +30,10 @@ class Group(click.Group):
                 from .stages import make_command
                 command = make_command(STAGES[name])
                 self.add_command(command)
+            elif name in self.LAZY:
+                import importlib
+                importlib.import_module(f"{__name__}.{self.LAZY[name]}")
+                command = super().get_command(ctx, name)
         return command
 
     def invoke(self, ctx: click.Context):

@@ -1,0 +1,44 @@
+"""``pseudolabel train-detector``: fine-tune the BBAM detector on a split's boxes."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import cli
+from .common import build_config, cache_option, config_options, dataset_from, data_root_option, logger, \
+    progress_enabled, split_option
+
+
+def _config_class():
+    from ..train_detector import TrainConfig
+    return TrainConfig
+
+
+@cli.command("train-detector")
+@data_root_option
+@cache_option
+@split_option
+@config_options(_config_class())
+@click.option("--eval-split", default=None, help="Split with boxes to report box mAP@0.5 on after training.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint folder [default: <cache>/<dataset>/<split>/detector].")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+@click.option("--force", is_flag=True, help="Ignore last.pth and start over.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (checkpoint, mAP) as one JSON object.")
+@click.pass_context
+def train_detector_command(ctx, data_root, cache, split, eval_split, out, device, force, as_json, **values):
+    """Fine-tune torchvision's Faster R-CNN ResNet-50-FPN on the boxes of SPLIT (from COCO
+    weights by default, mapped to the VOC classes), with progress, a checkpoint per epoch and
+    resume; writes OUT/model_final.pth for `pseudolabel bbam --weights`. Weights to start from
+    are never downloaded: a missing file is named with where to put it."""
+    from pathlib import Path
+
+    from ..train_detector import train
+    dataset = dataset_from(data_root)
+    config = build_config(_config_class(), values)
+    out = Path(out) if out else Path(cache) / dataset.name / split / "detector"
+    result = train(dataset, split, out, config, device=device, eval_split=eval_split, force=force,
+                   progress=progress_enabled(ctx), log=logger(ctx))
+    if as_json:
+        click.echo(json.dumps(result, default=lambda v: None))

@@ -1,0 +1,282 @@
+"""Fine-tuning the BBAM detector on a split's boxes, and box mAP (``pseudolabel train-detector``).
+
+BBAM explains a detector trained on the dataset's own boxes. This trains torchvision's Faster
+R-CNN ResNet-50-FPN on the boxes of a split, starting from (``init``):
+
+- ``coco``: torchvision's COCO detector (``COCO_WEIGHTS_FILE`` in the torch hub cache), its
+  predictor cut to the 20 VOC classes through ``VOC_TO_COCO`` (``detector.coco_to_voc``), so
+  training starts from a working VOC detector;
+- ``imagenet``: torchvision's ImageNet ResNet-50 (``IMAGENET_WEIGHTS_FILE``) as the backbone,
+  the rest random (how torchvision's own detection reference starts);
+- ``none``: random weights (tests; useless otherwise);
+- a path: a checkpoint of this command (or any 21-class state dict) to continue from.
+
+Schedule: SGD (momentum 0.9, weight decay 1e-4), linear warm-up over the first ``warmup``
+iterations, learning rate x0.1 at each epoch in ``lr_steps``; batches of ``batch_size``
+images, random horizontal flips (seeded); ``difficult`` boxes are left out of training and
+ignored by the evaluation, as in VOC's protocol.
+
+Checkpoints: ``<out>/last.pth`` after every epoch (model, optimiser, epoch, configuration) and
+``<out>/model_final.pth`` (``{"model": state_dict, "meta": ...}``, what ``bbam --weights``
+reads). A rerun resumes from ``last.pth`` when its configuration matches (``epochs`` may grow:
+that continues the training); ``force`` restarts.
+
+mAP: PASCAL VOC's AP at IoU 0.5 (all-point interpolated precision, VOC 2010+), per class over
+the split's images, detections matched greedily by score, a detection on a difficult box
+neither true nor false; mAP = mean over classes with at least one non-difficult box.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .catalog import Dataset, load_image
+from .classes import NUM_CLASSES, VOC_CLASSES
+from .detector import (COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, build_model, coco_to_voc, read_checkpoint,
+                       torch_hub_checkpoints)
+from .errors import ConfigError
+from .progress import Progress, format_seconds
+from .records import ImageRecord
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    init: str = "coco"
+    """Starting weights: coco (torchvision's COCO detector, predictor mapped to VOC), imagenet
+    (ImageNet ResNet-50 backbone, rest random), none (random), or a checkpoint PATH."""
+    epochs: int = 12
+    """Passes over the split."""
+    batch_size: int = 2
+    """Images per iteration."""
+    lr: float = 0.01
+    """Base learning rate (0.02 for 16 images per batch in torchvision's reference, scaled)."""
+    lr_steps: tuple[int, ...] = (8, 11)
+    """Epochs at which the learning rate is multiplied by 0.1."""
+    warmup: int = 500
+    """Iterations of linear warm-up from lr / 1000."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 1e-4
+    """SGD weight decay."""
+    min_size: int = 800
+    """Input short side (as BBAM)."""
+    max_size: int = 1333
+    """Input long side at most."""
+    trainable_layers: int = 3
+    """ResNet stages trained (5 = all; torchvision's default for fine-tuning is 3)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.trainable_layers <= 5:
+            raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= trainable_layers <= 5")
+
+
+def initial_state(init: str) -> dict[str, torch.Tensor] | None:
+    """The state dict to start from (None = random), or a ConfigError naming the missing file."""
+    if init == "none":
+        return None
+    if init == "coco":
+        state = read_checkpoint(torch_hub_checkpoints() / COCO_WEIGHTS_FILE)
+        return coco_to_voc(state) if state["roi_heads.box_predictor.cls_score.weight"].shape[0] == 91 else state
+    if init == "imagenet":
+        path = torch_hub_checkpoints() / IMAGENET_WEIGHTS_FILE
+        if not path.is_file():
+            raise ConfigError(f"ImageNet weights not found: {path}. Download https://download.pytorch.org/models/"
+                              f"{IMAGENET_WEIGHTS_FILE} on a machine with network access and copy it to "
+                              f"{path.parent}/, or use --init coco / --init CHECKPOINT")
+        try:
+            resnet = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        return {f"backbone.body.{k}": v for k, v in resnet.items() if not k.startswith("fc.")}
+    state = read_checkpoint(init)
+    n = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    return coco_to_voc(state) if n == 91 else state
+
+
+def make_model(config: TrainConfig):
+    torch.manual_seed(config.seed)                     # the random parts of the initial weights
+    model = build_model(NUM_CLASSES, config.min_size, config.max_size, config.trainable_layers)
+    state = initial_state(config.init)
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=config.init != "imagenet")
+        if config.init == "imagenet" and any(not k.startswith(("backbone.fpn", "rpn", "roi_heads")) for k in missing):
+            raise ConfigError(f"{IMAGENET_WEIGHTS_FILE}: not a ResNet-50 state dict")
+    return model
+
+
+def _targets(record: ImageRecord, flip: bool, device) -> dict[str, torch.Tensor]:
+    keep = ~record.flags("difficult") if record.objects else np.zeros(0, bool)
+    boxes = record.boxes()[keep].astype(np.float32)
+    if flip:
+        boxes[:, [0, 2]] = record.width - boxes[:, [2, 0]]
+    return {"boxes": torch.from_numpy(boxes).reshape(-1, 4).to(device),
+            "labels": torch.from_numpy(record.classes()[keep].astype(np.int64)).to(device)}
+
+
+def _image(record: ImageRecord, flip: bool, device) -> torch.Tensor:
+    image = load_image(record)
+    if flip:
+        image = image[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 255.0
+
+
+def _usable(records) -> list[ImageRecord]:
+    return [r for r in records if isinstance(r, ImageRecord) and (~r.flags("difficult")).any()]
+
+
+def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainConfig, *, device: str = "cpu",
+          eval_split: str | None = None, force: bool = False, progress: bool = True,
+          max_iterations: int | None = None, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Train (or resume), write ``model_final.pth``; evaluate on ``eval_split`` when given.
+    ``max_iterations`` stops early (tests)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = _usable(dataset.records(split))
+    if not records:
+        raise ConfigError(f"split '{split}' of {dataset.root} has no image with a non-difficult box to train on")
+    settings = {k: v for k, v in json.loads(json.dumps(asdict(config))).items() if k != "epochs"}
+    identity = {"dataset_root": str(dataset.root), "split": split, "config": settings}   # more epochs: resume
+    model = make_model(config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    last, start_epoch = out / "last.pth", 0
+    if force:
+        last.unlink(missing_ok=True)
+    if last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        if ckpt.get("identity") != identity:
+            raise ConfigError(f"{last} was made with another configuration or data; use --force to start over")
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        start_epoch = ckpt["epoch"]
+        log(f"resuming from {last}: {start_epoch} of {config.epochs} epochs done")
+    per_epoch = (len(records) + config.batch_size - 1) // config.batch_size
+    total = per_epoch * config.epochs
+    it = start_epoch * per_epoch
+    bar = Progress(total - it, f"train-detector [{split}]", unit="iterations", enabled=progress)
+    started = time.perf_counter()
+    model.train()
+    losses: list[float] = []
+    for epoch in range(start_epoch, config.epochs):
+        rng = random.Random(config.seed * 1000 + epoch)
+        order = records[:]
+        rng.shuffle(order)
+        for b in range(0, len(order), config.batch_size):
+            factor = 0.1 ** sum(epoch >= s for s in config.lr_steps)
+            if it < config.warmup:
+                factor *= 1e-3 + (1 - 1e-3) * it / config.warmup
+            for group in optimiser.param_groups:
+                group["lr"] = config.lr * factor
+            batch = order[b:b + config.batch_size]
+            flips = [rng.random() < 0.5 for _ in batch]
+            images = [_image(r, f, device) for r, f in zip(batch, flips)]
+            targets = [_targets(r, f, device) for r, f in zip(batch, flips)]
+            loss = sum(model(images, targets).values())
+            if not torch.isfinite(loss):
+                raise ConfigError(f"training diverged at iteration {it} (loss {float(loss.detach())}); lower --lr")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            it += 1
+            bar.update()
+            if max_iterations is not None and it >= max_iterations:
+                break
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch + 1,
+                    "identity": identity}, last)
+        log(f"epoch {epoch + 1}/{config.epochs}: mean loss {np.mean(losses[-per_epoch:]):.4f}, checkpoint {last}")
+        if max_iterations is not None and it >= max_iterations:
+            break
+    bar.close()
+    final = out / "model_final.pth"
+    torch.save({"model": model.state_dict(), "meta": {**identity, "iterations": it}}, final)
+    result: dict[str, Any] = {"checkpoint": str(final), "iterations": it,
+                              "wall_s": round(time.perf_counter() - started, 1),
+                              "losses": [round(v, 5) for v in losses]}
+    log(f"wrote {final} ({it} iterations, {format_seconds(result['wall_s'])} this run)")
+    if eval_split:
+        result["eval"] = evaluate_detector(model, dataset, eval_split, device=device, progress=progress)
+        log(f"box mAP@0.5 on '{eval_split}': {100 * result['eval']['map']:.2f}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------ mAP
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope (VOC 2010+ all-point interpolation)."""
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    idx = np.nonzero(r[1:] != r[:-1])[0]
+    return float(np.sum((r[idx + 1] - r[idx]) * p[idx + 1]))
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area - inter, 1e-9)
+
+
+def average_precision(detections: list[tuple[str, float, np.ndarray]],
+                      ground_truth: dict[str, tuple[np.ndarray, np.ndarray]], iou: float = 0.5) -> float | None:
+    """AP of one class. ``detections``: (image id, score, box); ``ground_truth``: image id ->
+    (boxes (G, 4), difficult (G,) bool). None when the class has no non-difficult box."""
+    positives = sum(int((~d).sum()) for _, d in ground_truth.values())
+    if positives == 0:
+        return None
+    used = {k: np.zeros(len(b), bool) for k, (b, _) in ground_truth.items()}
+    tp, fp = [], []
+    for image_id, _, box in sorted(detections, key=lambda d: -d[1]):
+        boxes, difficult = ground_truth.get(image_id, (np.zeros((0, 4)), np.zeros(0, bool)))
+        overlaps = _iou(np.asarray(box, float), boxes.astype(float)) if len(boxes) else np.zeros(0)
+        j = int(np.argmax(overlaps)) if len(overlaps) else -1
+        if j >= 0 and overlaps[j] >= iou:
+            if difficult[j]:
+                continue                                     # neither true nor false
+            if not used[image_id][j]:
+                used[image_id][j] = True
+                tp.append(1)
+                fp.append(0)
+                continue
+        tp.append(0)
+        fp.append(1)
+    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    recall = tp / positives
+    precision = tp / np.maximum(tp + fp, 1e-9)
+    return voc_ap(recall, precision) if len(tp) else 0.0
+
+
+@torch.no_grad()
+def evaluate_detector(model, dataset: Dataset, split: str, *, device: str = "cpu",
+                      progress: bool = True) -> dict[str, Any]:
+    """Box AP@0.5 per VOC class and mAP of ``model`` (a 21-class torchvision detector)."""
+    records = [r for r in dataset.records(split) if isinstance(r, ImageRecord)]
+    model.eval()
+    dets: dict[int, list] = {c: [] for c in range(1, NUM_CLASSES)}
+    gts: dict[int, dict] = {c: {} for c in range(1, NUM_CLASSES)}
+    bar = Progress(len(records), f"evaluate detector [{split}]", enabled=progress)
+    for r in records:
+        out = model([_image(r, False, device)])[0]
+        for box, label, score in zip(out["boxes"].cpu().numpy(), out["labels"].cpu().numpy(),
+                                     out["scores"].cpu().numpy()):
+            dets[int(label)].append((r.image_id, float(score), box))
+        boxes, classes, difficult = r.boxes(), r.classes(), r.flags("difficult")
+        for c in np.unique(classes):
+            sel = classes == c
+            gts[int(c)][r.image_id] = (boxes[sel], difficult[sel])
+        bar.update()
+    bar.close()
+    per_class = {VOC_CLASSES[c]: average_precision(dets[c], gts[c]) for c in range(1, NUM_CLASSES)}
+    present = [v for v in per_class.values() if v is not None]
+    return {"map": float(np.mean(present)) if present else float("nan"), "per_class": per_class,
+            "images": len(records), "split": split}
