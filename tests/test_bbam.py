@@ -313,3 +313,14 @@ def test_refine_reads_bbam_masks_and_keeps_the_loose_band(tmp_path):
         assert (r.label[loose_only] == 255).all()                  # the loose band stays ignore
         assert set(np.unique(r.label)) <= {0, 15, 255}
     assert json.loads(refined.meta["inputs"])["bbam"]["cache_key"] == bbam.meta["cache_key"]
+
+
+def test_zero_steps_keeps_the_initial_masks_and_reports_no_loss(tmp_path):
+    """steps=0 is allowed (inspecting the initialisation): maps are the initial masks, the final
+    loss is NaN, and the store is complete."""
+    ds = open_dataset(make_red_tree(tmp_path / "voc", n=1))
+    cfg = BBAMConfig(weights="toy", **{**FAST, "steps": 0})
+    s = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+                   load_masks=True)["2012_000000"]
+    assert s.objects["num_positives"][0] > 0 and np.isnan(s.objects["final_loss"][0])
+    assert set(np.unique(s.maps[0]).round(3)) >= {0.0, 1.0}               # the 0/1 initialisation

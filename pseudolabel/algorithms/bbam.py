@@ -262,44 +262,41 @@ def optimise_masks(detector, image: np.ndarray, boxes_in: np.ndarray, classes: l
     masks_out, losses_out = [], []
     for s in range(0, len(inits), params.batch_boxes):
         sl = slice(s, s + params.batch_boxes)
-        masks = [m.clone().requires_grad_(True) for m in inits[sl]]
-        opt = torch.optim.Adam(masks, lr=params.lr)
-        images = x[None].expand(len(masks), -1, -1, -1)
-        for step in range(params.steps):
-            opt.zero_grad(set_to_none=True)
-            losses = _box_losses(detector, images, masks, positives[sl], classes[sl], (h, w), params)
-            torch.stack(losses).sum().backward()
-            opt.step()
-            with torch.no_grad():
-                for m in masks:
-                    m.clamp_(0, 1)
-            if step_hook:
-                step_hook(len(masks))
-        masks_out += [m.detach().cpu().numpy() for m in masks]
-        losses_out += [float(v.detach()) for v in losses]
+        images = x[None].expand(len(inits[sl]), -1, -1, -1)
+        masks, losses = _adam(inits[sl], lambda ms: _box_losses(detector, images, ms, positives[sl], classes[sl],
+                                                                (h, w), params), params, step_hook)
+        masks_out += masks
+        losses_out += losses
     return masks_out, losses_out
+
+
+def _adam(inits: list[torch.Tensor], loss_fn, params: BBAMParams, step_hook) -> tuple[list[np.ndarray], list[float]]:
+    """``params.steps`` Adam steps on copies of ``inits`` (one loss per mask from ``loss_fn``),
+    clamping to [0, 1] after each; the masks and their last losses (NaN without a step)."""
+    masks = [m.clone().requires_grad_(True) for m in inits]
+    opt = torch.optim.Adam(masks, lr=params.lr)
+    losses = [torch.tensor(float("nan"))] * len(masks)
+    for _ in range(params.steps):
+        opt.zero_grad(set_to_none=True)
+        losses = loss_fn(masks)
+        torch.stack(losses).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            for m in masks:
+                m.clamp_(0, 1)
+        if step_hook:
+            step_hook(len(masks))
+    return [m.detach().cpu().numpy() for m in masks], [float(v.detach()) for v in losses]
 
 
 def _optimise_reference(detector, image, masks, positives, classes, input_size, params, step_hook):
     """The published loop for one box: image re-prepared every step, weight gradients computed
     (and accumulated: nobody zeroes them), float32."""
     detector.freeze(False)
+    ref = dataclasses.replace(params, amp=False)
     try:
-        masks = [m.clone().requires_grad_(True) for m in masks]
-        opt = torch.optim.Adam(masks, lr=params.lr)
-        ref = dataclasses.replace(params, amp=False)
-        for _ in range(params.steps):
-            opt.zero_grad(set_to_none=True)
-            x, _ = detector.prepare(image)
-            losses = _box_losses(detector, x[None], masks, positives, classes, input_size, ref)
-            torch.stack(losses).sum().backward()
-            opt.step()
-            with torch.no_grad():
-                for m in masks:
-                    m.clamp_(0, 1)
-            if step_hook:
-                step_hook(len(masks))
-        return [m.detach().cpu().numpy() for m in masks], [float(v.detach()) for v in losses]
+        return _adam(masks, lambda ms: _box_losses(detector, detector.prepare(image)[0][None], ms, positives,
+                                                   classes, input_size, ref), ref, step_hook)
     finally:
         detector.freeze(True)
         for p in detector.model.parameters():
