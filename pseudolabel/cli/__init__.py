@@ -57,11 +57,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     \b
     Stages write HDF5 label stores under the output root (--cache, default ./cache):
-      <cache>/<dataset>/<split>/<stage>.h5   (schema: docs/STORE.md)
+      <cache>/<dataset>/<split>/<stage>.h5   (schema: docs/STORE.md; a link to the
+      store of the stage's last configuration: docs/CACHE.md, `pseudolabel cache list`)
     Typical use:
       pseudolabel boxes --data-root VOC2012 --split train
       pseudolabel evaluate --data-root VOC2012 --stage boxes --split train
       pseudolabel export --data-root VOC2012 --stage boxes --split train --format png
+      pseudolabel run pipelines/box2seg.toml --data-root VOC2012   (a whole recipe)
     Try `pseudolabel demo` first: it needs no dataset.
     """
     ctx.obj = {"verbosity": -1 if quiet else verbose}
