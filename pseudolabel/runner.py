@@ -8,6 +8,7 @@ backend can be chosen from outside (``joblib.parallel_config``); ``jobs=1`` is a
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -30,10 +31,8 @@ from .stages import StageResult, get_stage
 from .stages.base import ProposalResult, config_hash, config_json
 from .store.journal import Journal, run_lock
 from .store.reader import _open_checked, open_store
-import hashlib
-
-from .store.schema import (FORMATS, ChunkedArray, keyed_store_path, partial_dir, point_current, read_meta,
-                           store_path, write_store)
+from .store.schema import (FORMATS, ChunkedArray, keyed_store_path, partial_dir, point_current, read_entry,
+                           read_meta, store_path, write_store)
 
 ON_ERROR = ("fail", "skip")
 
@@ -386,12 +385,12 @@ def _shard_keys(folder: Path, n: int) -> list[str]:
 
 
 def merge_shards(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, n: int,
-                 *, key: str | None = None, force: bool = False, log: Callable[[str], None] = lambda s: None) -> Path:
+                 *, key: str | None = None, force: bool = False, progress: bool = False,
+                 log: Callable[[str], None] = lambda s: None) -> Path:
     """Join the n finished shard stores of a stage into its store (entries copied as stored,
     in split order), remove the shards and point ``<stage>.h5`` at the result. The shards must
     be complete and made from the same stage, data, split, configuration and upstream stores.
     ``key``: the configuration's cache key; by default the only one with shards of n."""
-    from .store.schema import read_entry
     current = store_path(cache, dataset.name, split, stage_name)
     if key is None:
         keys = _shard_keys(current.with_suffix(""), n)
@@ -404,12 +403,12 @@ def merge_shards(stage_name: str, dataset: Dataset, split: str, cache: str | os.
     out = keyed_store_path(cache, dataset.name, split, stage_name, key)
     shards = [shard_path(out, i, n) for i in range(n)]
     with run_lock(out):
-        _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_entry)
+        _merge_locked(stage_name, dataset, split, n, out, shards, force, progress, log)
     point_current(current, out)
     return out
 
 
-def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_entry) -> None:
+def _merge_locked(stage_name, dataset, split, n, out, shards, force, progress, log) -> None:
     """Merge under the lock of ``out`` (see :func:`merge_shards`)."""
     if out.exists() and not force:
         if not any(p.exists() for p in shards):
@@ -440,8 +439,11 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_e
             raise StoreError(f"the shards of {out.name} do not cover the split ({len(lost)} images "
                              f"missing, e.g. {lost[0]}); were they made with another --shard n?")
 
+        bar = Progress(len(ids), f"merge {stage_name} [{split}]", enabled=progress)
+
         def entries():
             for image_id in ids:
+                bar.update()
                 f, j = where[image_id]
                 if not f["index/done"][j]:
                     error = f["index/error"][j]
@@ -461,6 +463,7 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, log, read_e
                                               "host": socket.gethostname(), "pid": os.getpid()}])
         tmp = out.with_name(out.name + ".tmp")
         write_store(tmp, meta, ids, entries(), metas[0]["format"])
+        bar.close()
     finally:
         for f in files:
             f.close()

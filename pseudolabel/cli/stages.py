@@ -109,4 +109,5 @@ def merge(ctx, data_root, cache, split, stage, shards, key, force):
     <stage>/<key>.h5 and make it the current <stage>.h5."""
     if stage not in STAGES:
         raise click.BadParameter(f"unknown stage {stage!r}; known: {', '.join(STAGES)}", param_hint="--stage")
-    merge_shards(stage, dataset_from(data_root), split, cache, shards, key=key, force=force, log=logger(ctx))
+    merge_shards(stage, dataset_from(data_root), split, cache, shards, key=key, force=force,
+                 progress=progress_enabled(ctx), log=logger(ctx))
