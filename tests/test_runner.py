@@ -139,7 +139,7 @@ KILL_CASES = {
 
 @pytest.mark.parametrize("stage", list(KILL_CASES))
 def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(tmp_path, stage):
-    """SIGKILL at two random points (seeded per stage), resume, and compare with the same command
+    """SIGKILL at three random points (seeded per stage), resume, and compare with the same command
     run again with --force, uninterrupted."""
     import random
 
@@ -156,7 +156,7 @@ def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(t
     store = stage_target(stage, config, open_dataset(root), "trainval", cache)[2]
     journal = partial_dir(store)
     kills = 0
-    for point in sorted(random.Random(stage).sample(range(2, n - 2), 2)):
+    for point in sorted(random.Random(stage).sample(range(2, n - 2), 3)):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while _count_entries(journal) < point and proc.poll() is None and time.time() < deadline:
