@@ -219,6 +219,47 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def process_group(stage_name: str, config: Any, records: list[ImageRecord],
+                  inputs: dict[str, str] | None = None) -> list[tuple]:
+    """Worker for stages with ``process_batch``: :func:`process_record`'s tuples for several
+    images of the same size processed together. An image whose input is bad fails alone; if
+    the batch itself raises a DataError, every image is redone alone so the error is
+    attributed to its own image."""
+    _pin_threads()
+    stage = get_stage(stage_name)
+    out: dict[str, tuple] = {}
+    ready, images, upstreams = [], [], []
+    for record in records:
+        try:
+            upstreams.append(read_inputs(record, inputs or {}))
+            images.append(load_image(record) if stage.needs_image else None)
+            ready.append(record)
+        except DataError as err:
+            upstreams = upstreams[:len(ready)]
+            out[record.image_id] = ("failed", record.image_id, err.path, err.problem)
+    try:
+        results = stage.process_batch(ready, images, config, upstreams) if ready else []
+    except DataError:
+        return [process_record(stage_name, config, r, inputs) for r in records]
+    for record, result in zip(ready, results):
+        out[record.image_id] = ("ok", record.image_id, build_entry(record, result),
+                                dict(getattr(result, "counts", {})))
+    return [out[r.image_id] for r in records]
+
+
+def image_groups(records: list, size: int) -> list[list]:
+    """Consecutive runs (split order) of at most ``size`` records whose images have the same
+    size. Formed over the whole split (before skipping finished images), so a resumed run
+    puts every remaining image in the group it had in the first run."""
+    groups: list[list] = []
+    for r in records:
+        if groups and len(groups[-1]) < size and (groups[-1][0].width, groups[-1][0].height) == (r.width, r.height):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -311,22 +352,41 @@ backend; results still come back to this process, the only writer."""
 
 
 def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, inputs: dict[str, str],
-         backend: str = "loky"):
+         backend: str = "loky", all_records: list | None = None):
     """Results of ``process_record`` over ``records``: in split order for ``jobs=1`` (a plain
     loop); otherwise as they finish, with the largest images (most boxes, then most pixels)
     submitted first, so no long image is left running alone at the end. Order does not
-    change the store: entries are keyed by id and assembled in split order."""
-    if backend == "loky" and (jobs == 1 or len(records) <= 1):
-        yield from (process_record(stage_name, config, r, inputs) for r in records)
-        return
+    change the store: entries are keyed by id and assembled in split order. For a stage with
+    ``process_batch`` and ``batch_images(config) > 1`` the unit of work is a group of
+    same-size images (:func:`image_groups` over ``all_records``, the whole split)."""
+    stage = get_stage(stage_name)
+    size = stage.batch_images(config) if stage.process_batch is not None else 1
+    if size > 1:
+        todo = {r.image_id for r in records}
+        groups = [[r for r in g if r.image_id in todo] for g in image_groups(all_records or records, size)]
+        todo_groups = [g for g in groups if g]
+        if backend == "loky" and (jobs == 1 or len(todo_groups) <= 1):
+            for g in todo_groups:
+                yield from process_group(stage_name, config, g, inputs)
+            return
+        work = [(process_group, g) for g in sorted(todo_groups, key=lambda g: -sum(len(r.objects) for r in g))]
+    else:
+        if backend == "loky" and (jobs == 1 or len(records) <= 1):
+            yield from (process_record(stage_name, config, r, inputs) for r in records)
+            return
+        largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
+        work = [(process_record, r) for r in largest_first]
     from contextlib import nullcontext
 
     from joblib import Parallel, delayed, parallel_config
-    largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
     # loky: joblib's default, or whatever backend the caller set with joblib.parallel_config
     with parallel_config(backend="dask") if backend == "dask" else nullcontext():
-        yield from Parallel(n_jobs=jobs if backend == "loky" else -1, return_as="generator_unordered")(
-            delayed(process_record)(stage_name, config, r, inputs) for r in largest_first)
+        for result in Parallel(n_jobs=jobs if backend == "loky" else -1, return_as="generator_unordered")(
+                delayed(fn)(stage_name, config, item, inputs) for fn, item in work):
+            if isinstance(result, list):
+                yield from result
+            else:
+                yield result
 
 
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
@@ -541,7 +601,8 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     start = time.perf_counter()
     kept = _Kept(KEEP_BYTES)
     bar = Progress(len(good), f"{stage_name} [{split}]", enabled=progress)
-    for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs, backend):
+    for status, image_id, *rest in _map(stage_name, config, good, jobs, inputs, backend,
+                                        [r for r in records if isinstance(r, ImageRecord)]):
         if status == "failed":
             path, problem = rest
             if on_error == "fail":

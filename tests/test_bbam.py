@@ -324,3 +324,41 @@ def test_zero_steps_keeps_the_initial_masks_and_reports_no_loss(tmp_path):
                    load_masks=True)["2012_000000"]
     assert s.objects["num_positives"][0] > 0 and np.isnan(s.objects["final_loss"][0])
     assert set(np.unique(s.maps[0]).round(3)) >= {0.0, 1.0}               # the 0/1 initialisation
+
+
+def _images_part(path):
+    return {k: v for k, v in store_contents(path).items() if k.startswith(("images/", "index/"))}
+
+
+def test_boxes_of_several_photos_share_batches_with_identical_results(tmp_path):
+    """--batch-images 3: the three same-size photos are handed over together and their four
+    boxes optimised in shared batches; every stored array equals the one-photo-at-a-time run."""
+    ds = open_dataset(make_red_tree(tmp_path / "voc"))
+    one = run_stage("bbam", ds, "train", tmp_path / "a", config=BBAMConfig(weights="toy", **FAST), progress=False)
+    cfg = BBAMConfig(weights="toy", batch_images=3, batch_boxes=4, **FAST)
+    many = run_stage("bbam", ds, "train", tmp_path / "b", config=cfg, progress=False)
+    assert _images_part(many.store) == _images_part(one.store)
+    again = run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, jobs=2, progress=False)
+    assert _images_part(again.store) == _images_part(one.store)
+
+
+def test_a_bad_photo_in_a_batch_fails_alone(tmp_path):
+    root = make_red_tree(tmp_path / "voc")
+    (root / "JPEGImages" / "2012_000001.jpg").write_bytes(b"not a jpeg")
+    ds = open_dataset(root)
+    cfg = BBAMConfig(weights="toy", batch_images=3, **FAST)
+    summary = run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, on_error="skip", progress=False)
+    store = LabelStore(summary.store)
+    assert summary.failed == 1 and "cannot decode image" in store.failed["2012_000001"]
+    alone = run_stage("bbam", ds, "train", tmp_path / "d", config=BBAMConfig(weights="toy", **FAST),
+                      on_error="skip", progress=False)
+    assert _images_part(summary.store) == _images_part(alone.store)
+
+
+def test_image_groups_are_consecutive_same_size_runs():
+    from types import SimpleNamespace as R
+    from pseudolabel.runner import image_groups
+    recs = [R(image_id=str(i), width=w, height=h) for i, (w, h) in
+            enumerate([(5, 4), (5, 4), (5, 4), (4, 5), (5, 4), (5, 4)])]
+    assert [[r.image_id for r in g] for g in image_groups(recs, 2)] == [["0", "1"], ["2"], ["3"], ["4", "5"]]
+    assert [len(g) for g in image_groups(recs, 1)] == [1] * 6

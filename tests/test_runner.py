@@ -133,7 +133,8 @@ KILL_CASES = {
     "proposals": (40, (), {}),
     "refine": (40, ("grabcut", "proposals"), {}),
     "fuse": (40, ("grabcut", "boxes"), {"sources": "grabcut,boxes"}),
-    "bbam": (40, (), {"weights": "toy", "steps": 5, "num_jitter": 50, "min_size": 128, "max_size": 256}),
+    "bbam": (40, (), {"weights": "toy", "steps": 5, "num_jitter": 50, "min_size": 128, "max_size": 256,
+                      "batch_images": 3}),    # groups of photos: a resume must regroup them the same way
 }
 
 

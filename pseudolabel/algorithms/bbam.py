@@ -108,6 +108,9 @@ class BBAMParams:
     # -- speed (no effect on the method) --
     batch_boxes: int = 8
     """Boxes optimised together in one batch."""
+    batch_images: int = 1
+    """Photos of the same size whose boxes share those batches (the runner hands them to the
+    stage together); for GPUs, where photos with one or two boxes leave a batch mostly empty."""
     amp: bool = False
     """bfloat16 autocast for the detector passes on a GPU (measure agreement before using it)."""
     reference: bool = False
@@ -246,24 +249,32 @@ def _box_losses(detector, images: torch.Tensor, masks: list[torch.Tensor], posit
     return losses
 
 
-def optimise_masks(detector, image: np.ndarray, boxes_in: np.ndarray, classes: list[int],
+def optimise_masks(detector, image: np.ndarray | list[np.ndarray], boxes_in: np.ndarray, classes: list[int],
                    positives: list[Positives], params: BBAMParams,
-                   step_hook: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[float]]:
+                   step_hook: Callable[[int], None] | None = None,
+                   owners: list[int] | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Masks (each (mh, mw) float32 in [0, 1], at its own stride) and final losses of the boxes,
-    in order. Every box must have positives. ``image`` is the original uint8 photo."""
-    x, scale = detector.prepare(image)
-    h, w = round(image.shape[0] * scale), round(image.shape[1] * scale)
+    in order. Every box must have positives. ``image`` is the original uint8 photo, or a list of
+    photos of the same size with ``owners[j]`` the photo of box j: boxes of several photos then
+    share batches (each box still sees only its own photo)."""
+    images = image if isinstance(image, list) else [image]
+    owners = owners if owners is not None else [0] * len(boxes_in)
+    if len({im.shape for im in images}) > 1:
+        raise ValueError("boxes of several photos are optimised together only for photos of one size")
+    xs = [detector.prepare(im)[0] for im in images]
+    scale = detector.scale_for(*images[0].shape[:2])
+    h, w = round(images[0].shape[0] * scale), round(images[0].shape[1] * scale)
     inits = [initial_mask(p.regressed, (h, w), mask_stride(b, (h, w), params)) for b, p in zip(boxes_in, positives)]
     if params.reference:
-        out = [_optimise_reference(detector, image, [m], [p], [c], (h, w), params, step_hook)
-               for m, p, c in zip(inits, positives, classes)]
+        out = [_optimise_reference(detector, images[o], [m], [p], [c], (h, w), params, step_hook)
+               for m, p, c, o in zip(inits, positives, classes, owners)]
         return [o[0][0] for o in out], [o[1][0] for o in out]
     detector.freeze(True)
     masks_out, losses_out = [], []
     for s in range(0, len(inits), params.batch_boxes):
         sl = slice(s, s + params.batch_boxes)
-        images = x[None].expand(len(inits[sl]), -1, -1, -1)
-        masks, losses = _adam(inits[sl], lambda ms: _box_losses(detector, images, ms, positives[sl], classes[sl],
+        batch = torch.stack([xs[o] for o in owners[sl]])
+        masks, losses = _adam(inits[sl], lambda ms: _box_losses(detector, batch, ms, positives[sl], classes[sl],
                                                                 (h, w), params), params, step_hook)
         masks_out += masks
         losses_out += losses

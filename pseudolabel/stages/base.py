@@ -85,6 +85,12 @@ class Stage:
     check: Callable[[Any], None] = no_check
     """Called once before any work: raise a PseudolabelError for what would fail every image
     (e.g. missing detector weights)."""
+    process_batch: Callable[..., list] | None = None
+    """Optional: ``(records, images, config, inputs) -> results``, several images of the same
+    size at once (one result per record, in order; each must equal what ``process_image``
+    gives for that image alone). The runner uses it when ``batch_images(config) > 1``."""
+    batch_images: Callable[[Any], int] = lambda config: 1
+    """How many images of the same size the runner hands to ``process_batch`` at once."""
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

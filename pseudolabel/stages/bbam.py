@@ -42,8 +42,9 @@ class BBAMConfig(BBAMParams):
     def __post_init__(self):
         if not 0 < self.loose_rank < self.tight_rank < 1:
             raise ValueError(f"need 0 < loose_rank < tight_rank < 1, got {self.loose_rank} and {self.tight_rank}")
-        if self.steps < 0 or self.num_jitter < 1 or self.max_positives < 1 or self.batch_boxes < 1:
-            raise ValueError("steps must be >= 0; num_jitter, max_positives and batch_boxes >= 1")
+        if (self.steps < 0 or self.num_jitter < 1 or self.max_positives < 1 or self.batch_boxes < 1
+                or self.batch_images < 1):
+            raise ValueError("steps must be >= 0; num_jitter, max_positives, batch_boxes and batch_images >= 1")
         if not self.iou_levels or any(not 0 < v < 1 for v in self.iou_levels):
             raise ValueError(f"iou_levels must be values in (0, 1), got {self.iou_levels}")
 
@@ -95,49 +96,72 @@ def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, in
     return process_with(get_detector(config), record, image, config)
 
 
+def process_batch(records: list[ImageRecord], images: list[np.ndarray], config: BBAMConfig,
+                  inputs=None) -> list[StageResult]:
+    """Several photos of the same size: their boxes share the optimisation batches."""
+    return process_many(get_detector(config), records, images, config)
+
+
 def process_with(det, record: ImageRecord, image: np.ndarray, config: BBAMParams,
                  timings: dict[str, float] | None = None) -> StageResult:
     """:func:`process_image` with a given detector (``bench/bbam.py`` passes its own);
     ``timings``, when given, receives the seconds of each part (positives, optimise, masks)."""
+    return process_many(det, [record], [image], config, timings)[0]
+
+
+def process_many(det, records: list[ImageRecord], images: list[np.ndarray], config: BBAMParams,
+                 timings: dict[str, float] | None = None) -> list[StageResult]:
+    """The per-image pipeline for photos of one size, their masks optimised in shared batches."""
     from ..algorithms.densecrf import dense_crf
     clock = _Clock(det.device, timings)
-    torch.manual_seed(config.seed)
-    boxes, classes = record.boxes(), record.classes()
-    K, (H, W) = len(boxes), image.shape[:2]
     # 1. clean features, positives per box (input frame)
-    x, scale = det.prepare(image)
-    size = (round(H * scale), round(W * scale))
-    boxes_in = boxes.astype(np.float32) * scale
-    with torch.no_grad():
-        feats = det.features(x[None])
-    positives = [select_positives(det, feats, b, int(c), size, config, np.random.default_rng(config.seed + k))
-                 for k, (b, c) in enumerate(zip(boxes_in, classes))]
-    del feats
+    prepared = []
+    for record, image in zip(records, images):
+        torch.manual_seed(config.seed)
+        boxes = record.boxes()
+        x, scale = det.prepare(image)
+        size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+        boxes_in = boxes.astype(np.float32) * scale
+        with torch.no_grad():
+            feats = det.features(x[None])
+        positives = [select_positives(det, feats, b, int(c), size, config, np.random.default_rng(config.seed + k))
+                     for k, (b, c) in enumerate(zip(boxes_in, record.classes()))]
+        del feats, x
+        prepared.append((boxes_in, positives, scale, size))
     clock("positives")
-    # 2. attribution masks of the boxes with positives, as one batch
-    with_map = [k for k in range(K) if len(positives[k])]
-    masks, losses = optimise_masks(det, image, boxes_in[with_map], [int(classes[k]) for k in with_map],
-                                   [positives[k] for k in with_map], config) if with_map else ([], [])
+    # 2. attribution masks of every box with positives, batched across the photos
+    items = [(i, k) for i, (_, positives, _, _) in enumerate(prepared) for k in range(len(positives))
+             if len(positives[k])]
+    masks, losses = optimise_masks(
+        det, list(images), np.array([prepared[i][0][k] for i, k in items], np.float32).reshape(-1, 4),
+        [int(records[i].classes()[k]) for i, k in items], [prepared[i][1][k] for i, k in items], config,
+        owners=[i for i, _ in items]) if items else ([], [])
     clock("optimise")
-    # 3. maps in the original frame -> tight / loose masks
-    maps = np.zeros((K, H, W), np.float32)
-    final_loss = np.full(K, np.nan, np.float32)
-    for k, mask, loss in zip(with_map, masks, losses):
-        maps[k] = map_to_original(mask, size, (H, W))
-        final_loss[k] = loss
-    strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
-    has_map = np.array([len(p) > 0 for p in positives])
-    tight, loose, status = maps_to_masks(image, maps, boxes, has_map, strides, config, dense_crf)
+    # 3. per photo: maps in the original frame -> tight / loose masks -> the semantic label
+    results = []
+    for i, (record, image) in enumerate(zip(records, images)):
+        boxes_in, positives, scale, size = prepared[i]
+        boxes, classes = record.boxes(), record.classes()
+        K, (H, W) = len(boxes), image.shape[:2]
+        maps = np.zeros((K, H, W), np.float32)
+        final_loss = np.full(K, np.nan, np.float32)
+        for (j, k), mask, loss in zip(items, masks, losses):
+            if j == i:
+                maps[k] = map_to_original(mask, size, (H, W))
+                final_loss[k] = loss
+        strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
+        has_map = np.array([len(p) > 0 for p in positives])
+        tight, loose, status = maps_to_masks(image, maps, boxes, has_map, strides, config, dense_crf)
+        label = compose_label(tight, loose, boxes, classes)
+        objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in STATUSES}
+        objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
+        objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
+        objects["final_loss"] = final_loss
+        counts = {f"status_{s}": int(v.sum()) for s, v in zip(STATUSES, objects.values()) if v.any()}
+        results.append(StageResult(label=label, masks=tight, maps=maps, planes={"loose_masks": loose},
+                                   objects=objects, counts=counts))
     clock("masks")
-    # 4. the semantic label
-    label = compose_label(tight, loose, boxes, classes)
-    objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in STATUSES}
-    objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
-    objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
-    objects["final_loss"] = final_loss
-    counts = {f"status_{s}": int(v.sum()) for s, v in zip(STATUSES, objects.values()) if v.any()}
-    return StageResult(label=label, masks=tight, maps=maps, planes={"loose_masks": loose},
-                       objects=objects, counts=counts)
+    return results
 
 
 STAGE = Stage(
@@ -148,4 +172,6 @@ STAGE = Stage(
     config_class=BBAMConfig,
     process_image=process_image,
     check=check_weights,
+    process_batch=process_batch,
+    batch_images=lambda config: config.batch_images,
 )
