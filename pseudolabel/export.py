@@ -30,6 +30,12 @@ def save_palette_png(array: np.ndarray, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def default_export_dir(current: str | os.PathLike, stage: str) -> Path:
+    """Where a stage's PNGs go unless told otherwise: ``export/<stage>`` beside its current
+    store ``<cache>/<dataset>/<split>/<stage>.h5``."""
+    return Path(current).parent / "export" / stage
+
+
 def export_png(store: LabelStore, out: str | os.PathLike, *, instances: bool = True,
                progress: bool = True, log: Callable[[str], None] = lambda s: None) -> int:
     """Write every labelled image of ``store`` under ``out``; returns the number written."""

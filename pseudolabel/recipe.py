@@ -183,7 +183,7 @@ EXPORT_MANIFEST = "export.json"
 
 
 def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool, log) -> str:
-    from .export import export_png
+    from .export import default_export_dir, export_png
     from .store import LabelStore
     from .store.schema import store_path
     current = store_path(cache, dataset.name, split, step.stage)
@@ -191,7 +191,7 @@ def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool,
         raise ConfigError(f"export {step.stage}: {current} does not exist; put a `stage = \"{step.stage}\"` "
                           f"step before it")
     store = LabelStore(current)
-    out = Path(step.out) if step.out else current.parent / "export" / step.stage
+    out = Path(step.out) if step.out else default_export_dir(current, step.stage)
     identity = {"store": str(current.resolve()), "cache_key": store.meta.get("cache_key", ""),
                 "completed": store.meta.get("completed", ""), "instances": step.instances}
     manifest = out / EXPORT_MANIFEST

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .catalog import Dataset
 from .errors import ConfigError
 from .runner import merge_shards, stage_target
+from .store.schema import point_current, store_path
 
 
 def config_args(config: Any) -> list[str]:
@@ -49,7 +50,8 @@ def run_on_devices(stage_name: str, config: Any, dataset: Dataset, split: str, c
     _, key, out = stage_target(stage_name, config, dataset, split, cache)
     if out.exists() and not force:
         log(f"{stage_name} [{split}]: nothing to do, {out} is complete")
-        return merge_shards(stage_name, dataset, split, cache, n, key=key, log=log)
+        point_current(store_path(cache, dataset.name, split, stage_name), out)
+        return out
     base = [sys.executable, "-m", "pseudolabel", stage_name, "--data-root", str(dataset.root),
             "--cache", str(cache), "--split", split, "--jobs", str(jobs), "--on-error", on_error,
             *config_args(config)] + (["--force"] if force else [])

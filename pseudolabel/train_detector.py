@@ -114,7 +114,7 @@ def make_model(config: TrainConfig):
 
 
 def _targets(record: ImageRecord, flip: bool, device) -> dict[str, torch.Tensor]:
-    keep = ~record.flags("difficult") if record.objects else np.zeros(0, bool)
+    keep = ~record.flags("difficult")
     boxes = record.boxes()[keep].astype(np.float32)
     if flip:
         boxes[:, [0, 2]] = record.width - boxes[:, [2, 0]]

@@ -252,16 +252,18 @@ def _box_losses(detector, images: torch.Tensor, masks: list[torch.Tensor], posit
 def optimise_masks(detector, image: np.ndarray | list[np.ndarray], boxes_in: np.ndarray, classes: list[int],
                    positives: list[Positives], params: BBAMParams,
                    step_hook: Callable[[int], None] | None = None,
-                   owners: list[int] | None = None) -> tuple[list[np.ndarray], list[float]]:
+                   owners: list[int] | None = None,
+                   prepared: list[torch.Tensor] | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Masks (each (mh, mw) float32 in [0, 1], at its own stride) and final losses of the boxes,
     in order. Every box must have positives. ``image`` is the original uint8 photo, or a list of
     photos of the same size with ``owners[j]`` the photo of box j: boxes of several photos then
-    share batches (each box still sees only its own photo)."""
+    share batches (each box still sees only its own photo). ``prepared``: the photos'
+    ``detector.prepare`` inputs when the caller has them already."""
     images = image if isinstance(image, list) else [image]
     owners = owners if owners is not None else [0] * len(boxes_in)
     if len({im.shape for im in images}) > 1:
         raise ValueError("boxes of several photos are optimised together only for photos of one size")
-    xs = [detector.prepare(im)[0] for im in images]
+    xs = prepared if prepared is not None else [detector.prepare(im)[0] for im in images]
     scale = detector.scale_for(*images[0].shape[:2])
     h, w = round(images[0].shape[0] * scale), round(images[0].shape[1] * scale)
     inits = [initial_mask(p.regressed, (h, w), mask_stride(b, (h, w), params)) for b, p in zip(boxes_in, positives)]

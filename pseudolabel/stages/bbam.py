@@ -126,21 +126,21 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
             feats = det.features(x[None])
         positives = [select_positives(det, feats, b, int(c), size, config, np.random.default_rng(config.seed + k))
                      for k, (b, c) in enumerate(zip(boxes_in, record.classes()))]
-        del feats, x
-        prepared.append((boxes_in, positives, scale, size))
+        del feats
+        prepared.append((boxes_in, positives, scale, size, x))
     clock("positives")
     # 2. attribution masks of every box with positives, batched across the photos
-    items = [(i, k) for i, (_, positives, _, _) in enumerate(prepared) for k in range(len(positives))
+    items = [(i, k) for i, (_, positives, *_) in enumerate(prepared) for k in range(len(positives))
              if len(positives[k])]
     masks, losses = optimise_masks(
         det, list(images), np.array([prepared[i][0][k] for i, k in items], np.float32).reshape(-1, 4),
         [int(records[i].classes()[k]) for i, k in items], [prepared[i][1][k] for i, k in items], config,
-        owners=[i for i, _ in items]) if items else ([], [])
+        owners=[i for i, _ in items], prepared=[p[4] for p in prepared]) if items else ([], [])
     clock("optimise")
     # 3. per photo: maps in the original frame -> tight / loose masks -> the semantic label
     results = []
     for i, (record, image) in enumerate(zip(records, images)):
-        boxes_in, positives, scale, size = prepared[i]
+        boxes_in, positives, scale, size, _ = prepared[i]
         boxes, classes = record.boxes(), record.classes()
         K, (H, W) = len(boxes), image.shape[:2]
         maps = np.zeros((K, H, W), np.float32)
