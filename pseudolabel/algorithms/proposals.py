@@ -24,7 +24,8 @@ Pipeline of :func:`generate_proposals`
    shared boundary (4-connectivity); per region size, bounding box, Lab / HSV colour histograms
    and a texture (gradient orientation) histogram.
 4. Start partitions: Felzenszwalb-Huttenlocher on the region graph (edge weight = mean boundary
-   strength) at each ``start_k``. From each, several greedy merge hierarchies (selective-search
+   strength) at each ``start_k``, for the main boundary map and for each of ``extra_maps``
+   (other channel weightings scoring the same superpixel edges). From each, several greedy merge hierarchies (selective-search
    style) merge the most similar adjacent pair until one region is left; similarity is a
    weighted sum of boundary weakness, colour and texture histogram intersection, size and fill
    terms. Every node of every hierarchy is a proposal; the superpixels are proposals too.
@@ -40,6 +41,7 @@ Pipeline of :func:`generate_proposals`
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -65,6 +67,15 @@ class ProposalParams:
     """Weights of the L, a, b channels (OpenCV float Lab: L 0..100, a / b about -100..100) in
     the gradient magnitude; only the ratio matters. Chroma x2 raised ABO (0.678 -> 0.686) but,
     with scale 0.125, lowered the refine gain (see ``scales``)."""
+    extra_maps: tuple[tuple[float, ...], ...] = ((0.0, 1.0, 1.0),)
+    """Further boundary maps, given by the Lab channel weights of each: every map scores the
+    edges of the same superpixel graph and grows its own start partitions and hierarchies
+    (selective search's diversification by colour space). The default chroma-only map (a, b)
+    finds outlines between objects of similar brightness and ignores shading: ABO 0.678 ->
+    0.706, recall@0.5 0.811 -> 0.876, refine gain over grabcut +1.61 -> +1.95 mIoU (object-level
+    mean IoU gain +0.78 -> +0.87 points), 0.56 -> 0.81 s per image. Adding an intensity-only map
+    (1, 0, 0) as well: ABO 0.716 at 1.4 s, but a smaller refine gain (+0.66 points per object);
+    a and b as two maps: 0.711 at 1.3 s, +0.76 points. ``()``: one map only."""
     gradient_sigma: float = 1.0
     """Gaussian smoothing (px, at each scale) before the Sobel gradients."""
     boundary_percentile: float = 99.0
@@ -90,9 +101,9 @@ class ProposalParams:
         (0.0, 0.0, 1.0, 1.0, 1.0, 1.0),
     )
     """One merge hierarchy per entry; weights of the similarity terms (boundary weakness, Lab
-    colour, HSV colour, texture, size, fill), as in selective search's diversification. Each
-    alone reaches ABO ~0.61-0.63, together 0.678. More hierarchies and cut levels raise ABO but
-    lower the refine gain (more proposals just inside a mask widen the rule's union): adding
+    colour, HSV colour, texture, size, fill), as in selective search's diversification. On one
+    boundary map each alone reaches ABO ~0.61-0.63, together 0.678. More hierarchies and cut
+    levels raise ABO but lower the refine gain (more proposals just inside a mask widen the rule's union): adding
     (1,0,1,0,1,1), (1,0,0,1,1,1), pairs at 128, 256 and triplets at 64 gave ABO 0.710 but
     refine +1.29 instead of +1.61 mIoU."""
     pair_levels: tuple[int, ...] = (4, 8, 16, 32, 64)
@@ -106,12 +117,22 @@ class ProposalParams:
 # 1-2: boundary map and finest partition
 
 
-def _boundary_map(image_rgb: np.ndarray, params: ProposalParams) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]."""
+def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
+                  lab_weights: tuple[float, ...] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
+    gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
+    divided by its ``boundary_percentile``-th percentile and clipped."""
+    acc = _gradient_map(image_rgb, params, params.lab_weights if lab_weights is None else lab_weights)
+    scale = np.percentile(acc, params.boundary_percentile)
+    return np.minimum(acc / max(float(scale), 1e-6), 1.0).astype(np.float32)
+
+
+def _gradient_map(image_rgb: np.ndarray, params: ProposalParams, lab_weights: tuple[float, ...]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 multi-scale Lab gradient magnitude (unscaled)."""
     H, W = image_rgb.shape[:2]
     lab = cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    if tuple(params.lab_weights) != (1.0, 1.0, 1.0):
-        lab = lab * np.array(params.lab_weights, np.float32)
+    if tuple(lab_weights) != (1.0, 1.0, 1.0):
+        lab = lab * np.array(lab_weights, np.float32)
     acc = np.zeros((H, W), np.float32)
     for s in params.scales:
         size = (max(1, round(W * s)), max(1, round(H * s)))
@@ -121,8 +142,7 @@ def _boundary_map(image_rgb: np.ndarray, params: ProposalParams) -> np.ndarray:
         gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
         mag = np.sqrt((gx * gx + gy * gy).sum(axis=2))
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
-    scale = np.percentile(acc, params.boundary_percentile)
-    return np.minimum(acc / max(float(scale), 1e-6), 1.0).astype(np.float32)
+    return acc
 
 
 def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
@@ -476,13 +496,15 @@ def generate_proposals(
     n = int(sp.max()) + 1
     if n == 1:
         return sp, sps.csr_matrix(np.ones((1, 1), bool))
-    ei, ej, bsum, blen = _adjacency(sp, bnd, n)
     size, box, feats = _region_features(image_rgb, sp, n, params)
     blocks = [sps.identity(n, dtype=bool, format="csr")]
-    bmean = (bsum / blen).tolist()
     border = np.zeros(n, bool)
     border[np.unique(np.r_[sp[0], sp[-1], sp[:, 0], sp[:, -1]])] = True
-    for k in params.start_k:
+    graphs = [_adjacency(sp, bnd, n)]
+    for weights in params.extra_maps:
+        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, tuple(weights)), n))
+    for (ei, ej, bsum, blen), k in itertools.product(graphs, params.start_k):
+        bmean = (bsum / blen).tolist()
         lab = _graph_segmentation(n, ei.tolist(), ej.tolist(), bmean, size, k)
         m = int(lab.max()) + 1
         if m < 2:
