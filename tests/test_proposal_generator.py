@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sps
 
 from pseudolabel.algorithms.proposals import (
@@ -94,3 +95,26 @@ def test_unique_sparse_rows_drops_exact_duplicates_only():
     rows = np.array([[1, 0, 1, 0], [1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0]], bool)
     out = _unique_sparse_rows(sps.csr_matrix(rows)).toarray()
     assert out.tolist() == [[True, False, True, False], [False, True, True, False], [True, False, True, True]]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--extra-maps", "[[1, 2]]", "three non-negative Lab channel weights"),
+    ("--extra-maps", "[[0, 0, 0]]", "not all zero"),
+    ("--lab-weights", "[1, -1, 1]", "lab_weights"),
+    ("--extra-maps", "[0, 1, 1]", "extra_maps"),
+    ("--strategies", "[[1, 0, 0]]", "each is 6 weights"),
+    ("--scales", "[]", "scales must be positive"),
+    ("--extra-maps", "[[0, 1, 1]", "--extra-maps: not a JSON list"),
+])
+def test_bad_generator_options_are_refused_with_the_reason(invoke, voc_root, option, value, message):
+    result = invoke("proposals", "--data-root", voc_root, option, value)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_generator_options_accept_lists_and_whole_numbers():
+    from pseudolabel.runner import cache_key
+    from pseudolabel.stages.proposals import ProposalConfig
+    given = ProposalConfig(extra_maps=[[0, 1, 1]], scales=[1, 0.5, 0.25])
+    assert given == ProposalConfig()
+    assert cache_key(given, {}) == cache_key(ProposalConfig(), {})      # one configuration, one store

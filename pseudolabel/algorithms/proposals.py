@@ -112,6 +112,38 @@ class ProposalParams:
     """Cut levels at which connected triplets of regions become proposals (MCG: pairs give most
     of the gain, triplets a little)."""
 
+    def __post_init__(self):
+        # lists (from Python callers or JSON) become the tuples a frozen, hashable config holds,
+        # and whole numbers in float fields floats, so that [0, 1, 1] and the default
+        # (0.0, 1.0, 1.0) are one configuration (one cache key)
+        def floats(values):
+            return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values)
+
+        for name in ("scales", "lab_weights", "start_k"):
+            object.__setattr__(self, name, floats(getattr(self, name)))
+        for name in ("pair_levels", "triplet_levels"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("extra_maps", "strategies"):
+            object.__setattr__(self, name, tuple(floats(v) if isinstance(v, (list, tuple)) else v
+                                                 for v in getattr(self, name)))
+
+        def numbers(values):
+            return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+        for name, w in [("lab_weights", self.lab_weights)] + [("extra_maps", m) for m in self.extra_maps]:
+            if not isinstance(w, tuple) or len(w) != 3 or not numbers(w) or min(w) < 0 or not any(w):
+                raise ValueError(f"{name}: a boundary map is three non-negative Lab channel weights, "
+                                 f"not all zero, e.g. [0, 1, 1]; got {list(w) if isinstance(w, tuple) else w!r}")
+        if not self.scales or not numbers(self.scales) or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
+        if not numbers(self.start_k) or (self.start_k and min(self.start_k) < 0):
+            raise ValueError(f"start_k must be numbers >= 0, got {list(self.start_k)}")
+        for w in self.strategies:
+            if not isinstance(w, tuple) or len(w) != len(_TERMS) or not numbers(w):
+                raise ValueError(f"strategies: each is {len(_TERMS)} weights ({', '.join(_TERMS)}), got {w!r}")
+        if self.min_region_size < 1 or self.colour_bins < 2:
+            raise ValueError("min_region_size must be >= 1 and colour_bins >= 2")
+
 
 # -----------------------------------------------------------------------------------------------
 # 1-2: boundary map and finest partition
