@@ -25,10 +25,11 @@ Pipeline of :func:`generate_proposals`
    and a texture (gradient orientation) histogram.
 4. Start partitions: Felzenszwalb-Huttenlocher on the region graph (edge weight = mean boundary
    strength) at each ``start_k``, for the main boundary map and for each of ``extra_maps``
-   (other channel weightings scoring the same superpixel edges). From each, several greedy merge hierarchies (selective-search
-   style) merge the most similar adjacent pair until one region is left; similarity is a
-   weighted sum of boundary weakness, colour and texture histogram intersection, size and fill
-   terms. Every node of every hierarchy is a proposal; the superpixels are proposals too.
+   (other channel weightings scoring the same superpixel edges). From each start partition,
+   several greedy merge hierarchies (selective-search style) merge the most similar adjacent
+   pair until one region is left; similarity is a weighted sum of boundary weakness, colour and
+   texture histogram intersection, size and fill terms. Every node of every hierarchy is a
+   proposal; the superpixels are proposals too.
 5. At cut levels of every hierarchy (the partition left when K regions remain), adjacent pairs
    and connected triplets of regions are added as proposals.
 6. Holes filled (superpixels not connected to the image border outside a proposal join it),
@@ -103,9 +104,9 @@ class ProposalParams:
     """One merge hierarchy per entry; weights of the similarity terms (boundary weakness, Lab
     colour, HSV colour, texture, size, fill), as in selective search's diversification. On one
     boundary map each alone reaches ABO ~0.61-0.63, together 0.678. More hierarchies and cut
-    levels raise ABO but lower the refine gain (more proposals just inside a mask widen the rule's union): adding
-    (1,0,1,0,1,1), (1,0,0,1,1,1), pairs at 128, 256 and triplets at 64 gave ABO 0.710 but
-    refine +1.29 instead of +1.61 mIoU."""
+    levels raise ABO but lower the refine gain (more proposals just inside a mask widen the
+    rule's union): adding (1,0,1,0,1,1), (1,0,0,1,1,1), pairs at 128, 256 and triplets at 64
+    gave ABO 0.710 but refine +1.29 instead of +1.61 mIoU (one map)."""
     pair_levels: tuple[int, ...] = (4, 8, 16, 32, 64)
     """Cut levels (number of regions left) at which adjacent region pairs become proposals."""
     triplet_levels: tuple[int, ...] = (4, 8, 16, 32)
@@ -117,7 +118,8 @@ class ProposalParams:
         # and whole numbers in float fields floats, so that [0, 1, 1] and the default
         # (0.0, 1.0, 1.0) are one configuration (one cache key)
         def floats(values):
-            return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values)
+            return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                         for v in values)
 
         for name in ("scales", "lab_weights", "start_k"):
             object.__setattr__(self, name, floats(getattr(self, name)))
@@ -130,17 +132,20 @@ class ProposalParams:
         def numbers(values):
             return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
-        for name, w in [("lab_weights", self.lab_weights)] + [("extra_maps", m) for m in self.extra_maps]:
-            if not isinstance(w, tuple) or len(w) != 3 or not numbers(w) or min(w) < 0 or not any(w):
-                raise ValueError(f"{name}: a boundary map is three non-negative Lab channel weights, "
-                                 f"not all zero, e.g. [0, 1, 1]; got {list(w) if isinstance(w, tuple) else w!r}")
+        maps = [("lab_weights", self.lab_weights)] + [("extra_maps", m) for m in self.extra_maps]
+        for name, w in maps:
+            if not (isinstance(w, tuple) and len(w) == 3 and numbers(w)) or min(w) < 0 or not any(w):
+                got = list(w) if isinstance(w, tuple) else w
+                raise ValueError(f"{name}: a boundary map is three non-negative Lab channel "
+                                 f"weights, not all zero, e.g. [0, 1, 1]; got {got!r}")
         if not self.scales or not numbers(self.scales) or min(self.scales) <= 0:
             raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
         if not numbers(self.start_k) or (self.start_k and min(self.start_k) < 0):
             raise ValueError(f"start_k must be numbers >= 0, got {list(self.start_k)}")
         for w in self.strategies:
             if not isinstance(w, tuple) or len(w) != len(_TERMS) or not numbers(w):
-                raise ValueError(f"strategies: each is {len(_TERMS)} weights ({', '.join(_TERMS)}), got {w!r}")
+                raise ValueError(f"strategies: each is {len(_TERMS)} weights "
+                                 f"({', '.join(_TERMS)}), got {w!r}")
         if self.min_region_size < 1 or self.colour_bins < 2:
             raise ValueError("min_region_size must be >= 1 and colour_bins >= 2")
 
@@ -154,13 +159,7 @@ def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
     """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
     gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
     divided by its ``boundary_percentile``-th percentile and clipped."""
-    acc = _gradient_map(image_rgb, params, params.lab_weights if lab_weights is None else lab_weights)
-    scale = np.percentile(acc, params.boundary_percentile)
-    return np.minimum(acc / max(float(scale), 1e-6), 1.0).astype(np.float32)
-
-
-def _gradient_map(image_rgb: np.ndarray, params: ProposalParams, lab_weights: tuple[float, ...]) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 multi-scale Lab gradient magnitude (unscaled)."""
+    lab_weights = params.lab_weights if lab_weights is None else lab_weights
     H, W = image_rgb.shape[:2]
     lab = cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     if tuple(lab_weights) != (1.0, 1.0, 1.0):
@@ -174,7 +173,8 @@ def _gradient_map(image_rgb: np.ndarray, params: ProposalParams, lab_weights: tu
         gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
         mag = np.sqrt((gx * gx + gy * gy).sum(axis=2))
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
-    return acc
+    scale = np.percentile(acc, params.boundary_percentile)
+    return np.minimum(acc / max(float(scale), 1e-6), 1.0).astype(np.float32)
 
 
 def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
