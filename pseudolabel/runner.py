@@ -166,15 +166,20 @@ def build_proposal_entry(record: ImageRecord, result: ProposalResult) -> dict[st
     }
 
 
-_UPSTREAM: dict[str, Any] = {}
+_UPSTREAM: dict[tuple[int, str], tuple[tuple[int, int], Any]] = {}
 
 
 def _upstream(path: str):
-    """Open an upstream store once per process (workers open their own handles)."""
-    key = f"{os.getpid()}:{path}"
-    if key not in _UPSTREAM:
-        _UPSTREAM[key] = open_store(path, load_masks=True)
-    return _UPSTREAM[key]
+    """Open an upstream store once per process (workers open their own handles), and again
+    when the file at ``path`` was replaced (a recomputed or retried store, renamed into place)."""
+    key, st = (os.getpid(), path), os.stat(path)
+    stamp = (st.st_ino, st.st_mtime_ns)
+    cached = _UPSTREAM.get(key)
+    if cached is None or cached[0] != stamp:
+        if cached is not None:
+            cached[1].close()
+        _UPSTREAM[key] = (stamp, open_store(path, load_masks=True))
+    return _UPSTREAM[key][1]
 
 
 def read_inputs(record: ImageRecord, inputs: dict[str, str]) -> dict[str, Any]:

@@ -88,6 +88,29 @@ def test_resume_after_fail_then_fix(voc_root, tmp_path):
     assert store_contents(resumed.store) == store_contents(reference.store)
 
 
+def test_a_recomputed_upstream_store_is_read_afresh_in_the_same_process(voc_root, tmp_path):
+    """Runs with jobs=1 read upstream stores in this process, which keeps them open: a store
+    replaced under the same path (--force) must not be served from the old handle."""
+    from pseudolabel.stages import get_stage
+    ds = open_dataset(voc_root)
+    fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
+    for stage in ("grabcut", "boxes"):
+        run_stage(stage, ds, "train", tmp_path, progress=False)
+    first = store_contents(run_stage("fuse", ds, "train", tmp_path, config=fuse, progress=False).store)
+    for name in ("2012_000000", "2012_000001", "2012_000002"):     # other pixels, same boxes
+        path = voc_root / "JPEGImages" / f"{name}.jpg"
+        Image.open(path).transpose(Image.Transpose.ROTATE_180).save(path)
+    run_stage("grabcut", ds, "train", tmp_path, force=True, progress=False)
+    again = run_stage("fuse", ds, "train", tmp_path, config=fuse, force=True, progress=False)
+    ref = tmp_path / "ref"
+    for stage in ("grabcut", "boxes"):
+        run_stage(stage, ds, "train", ref, progress=False)
+    reference = run_stage("fuse", ds, "train", ref, config=fuse, progress=False).store
+    images = {k: v for k, v in store_contents(again.store).items() if k.startswith("images")}
+    assert images == {k: v for k, v in store_contents(reference).items() if k.startswith("images")}
+    assert images != {k: v for k, v in first.items() if k.startswith("images")}
+
+
 def test_each_configuration_has_its_own_store_and_the_current_link_follows_runs(voc_root, tmp_path):
     from pseudolabel.stages import get_stage
     ds = open_dataset(voc_root)
