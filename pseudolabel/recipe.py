@@ -209,8 +209,11 @@ def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool,
 
 def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLike, split: str | None = None,
                jobs: int | None = None, force: bool = False, on_error: str = "fail", progress: bool = True,
-               log: Callable[[str], None] = lambda s: None, backend: str = "loky") -> list[dict[str, Any]]:
+               log: Callable[[str], None] = lambda s: None, backend: str = "loky",
+               retry_failed: bool = False) -> list[dict[str, Any]]:
     """Run the steps in order; returns one record per step (what ran, what was skipped).
+    ``retry_failed``: stage steps with a finished store redo only its failed images (see
+    ``run_stage``); exports of stores that changed are redone.
     ``backend="dask"`` sends the images of stage steps without ``gpus`` to the dask cluster of
     the current client."""
     from .catalog import open_dataset
@@ -235,12 +238,18 @@ def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLik
             from .runner import stage_target
             from .scaleout import run_on_devices
             skipped = not force and stage_target(step.stage, step.config, dataset, split, cache)[2].exists()
+            if skipped and retry_failed:
+                from .store import open_store
+                from .store.schema import store_path
+                skipped = not open_store(store_path(cache, dataset.name, split, step.stage)).failed
             store = run_on_devices(step.stage, step.config, dataset, split, cache, list(step.gpus),
-                                   jobs=jobs, force=force, on_error=on_error, log=log)
+                                   jobs=jobs, force=force, on_error=on_error, log=log,
+                                   retry_failed=retry_failed)
             done.append({"step": step.describe(), "store": str(store), "skipped": skipped})
             continue
         summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
-                            on_error=on_error, progress=progress, log=log, backend=backend)
+                            on_error=on_error, progress=progress, log=log, backend=backend,
+                            retry_failed=retry_failed)
         for line in summary.lines():
             log(line)
         done.append({"step": step.describe(), "store": str(summary.store), "skipped": summary.nothing_to_do})

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,7 @@ class RunSummary:
     resumed: int = 0           # images already finished by an earlier, interrupted run
     done: int = 0              # finished images in the store
     failed: int = 0            # images recorded as failed in the finished store
+    retried: int = 0           # images that had failed in the finished store and were redone
     objects: int = 0           # objects in the images this run processed
     wall_s: float = 0.0
     nothing_to_do: bool = False
@@ -60,14 +62,16 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         if self.nothing_to_do:
+            retry = f"; --retry-failed redoes the {self.failed} failed, " if self.failed else "; "
             return [f"{self.stage} [{self.split}]: nothing to do, {self.where()} is complete "
-                    f"({self.done} done, {self.failed} failed); use --force to recompute"]
+                    f"({self.done} done, {self.failed} failed){retry}--force recomputes every image"]
         speed = (f"{self.objects / self.wall_s:.1f} boxes/s" if self.output == "labels"
                  else f"{self.wall_s / max(self.processed, 1):.2f} s/image") if self.wall_s > 0 else "-"
         what = "objects" if self.output == "labels" else "proposals"
         out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} {what} in "
                f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {speed})"
-               + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else ""),
+               + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else "")
+               + (f"; retried {self.retried} image(s) that had failed, the others kept" if self.retried else ""),
                f"store: {self.where()} ({self.done} done, {self.failed} failed of {self.images})"]
         if self.counts:
             out.insert(1, "events: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
@@ -265,8 +269,15 @@ def image_groups(records: list, size: int) -> list[list]:
     return groups
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _now(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
+
+
+def _completed() -> str:
+    """A store's completion time, to the microsecond: downstream stores and exports pin the
+    store they read by it, so a store rewritten within the same second (a quick retry) must
+    still read as a different one."""
+    return _now("microseconds")
 
 
 def _identity(stage: str, dataset: Dataset, split: str, config: Any, inputs: dict[str, str]) -> dict[str, Any]:
@@ -292,10 +303,19 @@ def cache_key(config: Any, upstream_keys: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+def _mismatch(have: dict[str, Any], want: dict[str, Any], same_upstream_config: bool = False) -> list[str]:
+    """What differs between two store identities. ``same_upstream_config``: upstream stores
+    count as the same when their configurations are (a retried upstream store has a new
+    completion time but the same results for every image that was done before)."""
+    def upstream(identity):
+        inputs = json.loads(identity.get("inputs", "{}"))
+        if same_upstream_config:
+            inputs = {k: {f: v.get(f) for f in ("path", "config_hash", "cache_key")} for k, v in inputs.items()}
+        return inputs
+
     names = {"config_hash": "configuration", "dataset_root": "dataset", "inputs": "upstream stores"}
-    return [names.get(k, k) for k in ("stage", "dataset_root", "split", "config_hash", "inputs")
-            if have.get(k, "{}") != want.get(k)]
+    return [names.get(k, k) for k in ("stage", "dataset_root", "split", "config_hash")
+            if have.get(k, "{}") != want.get(k)] + (["upstream stores"] if upstream(have) != upstream(want) else [])
 
 
 def upstream_paths(stage_name: str, config: Any, dataset: Dataset, split: str, cache) -> dict[str, str]:
@@ -381,8 +401,6 @@ def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, in
             return
         largest_first = sorted(records, key=lambda r: (-len(r.objects), -r.width * r.height))
         work = [(process_record, r) for r in largest_first]
-    from contextlib import nullcontext
-
     from joblib import Parallel, delayed, parallel_config
     # loky: joblib's default, or whatever backend the caller set with joblib.parallel_config
     with parallel_config(backend="dask") if backend == "dask" else nullcontext():
@@ -397,7 +415,8 @@ def _map(stage_name: str, config: Any, records: list[ImageRecord], jobs: int, in
 def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.PathLike, *,
               config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
               progress: bool = True, log: Callable[[str], None] = lambda s: None,
-              shard: tuple[int, int] | None = None, backend: str = "loky") -> RunSummary:
+              shard: tuple[int, int] | None = None, backend: str = "loky",
+              retry_failed: bool = False) -> RunSummary:
     """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>/<key>.h5`` (``key``:
     :func:`cache_key`), then point ``<stage>.h5`` (the store every reader opens) at it.
 
@@ -407,7 +426,9 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
 
     Resumes an interrupted run (only unfinished images are redone), says there is nothing to
     do when the store is complete for the same configuration, and starts over with
-    ``force``. ``on_error="fail"`` stops at the first bad image with a :class:`DataError`
+    ``force``. ``retry_failed`` redoes only the images recorded as failed in the finished store
+    and keeps every other image as it is (upstream stores may have been retried meanwhile; their
+    configuration must be the same). ``on_error="fail"`` stops at the first bad image with a :class:`DataError`
     naming the file (everything finished so far stays in the journal); ``"skip"`` records it
     as failed and goes on.
     """
@@ -415,6 +436,8 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if force and retry_failed:
+        raise ValueError("force recomputes every image and retry_failed only the failed ones: pass one")
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
     inputs, key, out = stage_target(stage_name, config, dataset, split, cache)
@@ -424,7 +447,7 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     with run_lock(out):
         summary = _run_locked(stage_name, dataset, split, out, config=config, jobs=jobs, force=force,
                               on_error=on_error, progress=progress, log=log, inputs=inputs, shard=shard,
-                              backend=backend)
+                              backend=backend, retry_failed=retry_failed)
     if shard is None:
         summary.current = store_path(cache, dataset.name, split, stage_name)
         point_current(summary.current, out)
@@ -522,7 +545,7 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, progress, l
                 ("format", "format_version", "num_images", "num_done", "num_failed", "complete", "shard")}
         meta["config"] = json.dumps(meta["config"], sort_keys=True)
         meta["created"] = min(m["created"] for m in metas)
-        meta["completed"] = _now()
+        meta["completed"] = _completed()
         runs = [{**r, "shard": m.get("shard", "")} for m in metas for r in json.loads(m.get("run_log", "[]"))]
         meta["run_log"] = json.dumps(runs + [{**_versions(), "merge": n, "start": meta["completed"], "end": _now(),
                                               "host": socket.gethostname(), "pid": os.getpid()}])
@@ -541,9 +564,23 @@ def _merge_locked(stage_name, dataset, split, n, out, shards, force, progress, l
     return out
 
 
+def _stored_entries(f) -> Callable[[str], dict[str, Any]]:
+    """``entry(image_id)``: a done image's entry as the finished store ``f`` holds it
+    (compressed chunks copied as they are)."""
+    ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+    counts = dict(zip(ids, f["index/num_objects"][()].tolist()))
+
+    def entry(image_id: str) -> dict[str, Any]:
+        out = read_entry(f["images"][image_id])
+        out["num_objects"] = int(counts[image_id])
+        return out
+    return entry
+
+
 def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, config: Any, jobs: int,
                 force: bool, on_error: str, progress: bool, log: Callable[[str], None],
-                inputs: dict[str, str], shard: tuple[int, int] | None = None, backend: str = "loky") -> RunSummary:
+                inputs: dict[str, str], shard: tuple[int, int] | None = None, backend: str = "loky",
+                retry_failed: bool = False) -> RunSummary:
     stage = get_stage(stage_name)
     jobs = resolve_jobs(jobs)
     journal = Journal(partial_dir(out))
@@ -558,38 +595,52 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     if force:
         journal.remove()
         out.unlink(missing_ok=True)
+    previous = None       # the finished store whose failed images this run redoes
     if out.exists():
         try:
             with _open_checked(out) as f:
                 have = read_meta(f)
                 have_ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
+                have_done = {i for i, d in zip(have_ids, f["index/done"][()]) if d}
         except StoreError as exc:
             raise StoreError(f"{exc}; rerun with --force to recompute it") from None
         have["config"] = json.dumps(have["config"], sort_keys=True)
-        diff = _mismatch(have, want) + (["image ids"] if have_ids != ids else [])
+        diff = _mismatch(have, want, same_upstream_config=retry_failed) + (["image ids"] if have_ids != ids else [])
         if diff:
             raise StoreError(f"{out} already exists but was made with a different "
                              f"{', '.join(diff)}; use --force to overwrite it")
-        summary.done, summary.failed, summary.nothing_to_do = have["num_done"], have["num_failed"], True
-        return summary
+        summary.done, summary.failed = have["num_done"], have["num_failed"]
+        if not (retry_failed and have["num_failed"]):
+            summary.nothing_to_do = True
+            return summary
+        previous = {**have, "done": have_done}
+        summary.retried = len(ids) - len(have_done)
+        log(f"retrying the {summary.retried} failed image(s) of {out}; the {len(have_done)} done are kept")
 
     if journal.exists():
         manifest = journal.manifest()
-        diff = _mismatch(manifest, want) + (["image ids"] if manifest.get("ids") != ids else [])
+        diff = _mismatch(manifest, want, same_upstream_config=previous is not None) + (
+            ["image ids"] if manifest.get("ids") != ids else [])
         if diff:
             raise StoreError(f"{journal.dir} holds an interrupted run with a different "
                              f"{', '.join(diff)}; use --force to start over")
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        journal.start({**want, "ids": ids, "created": _now(), "package_version": __version__,
-                       "host": socket.gethostname()})
+        journal.start({**want, "ids": ids, "created": previous["created"] if previous else _now(),
+                       "package_version": __version__, "host": socket.gethostname()})
     finished = journal.finished()
-    summary.resumed = sum(i in finished for i in ids)
+    if previous is not None:
+        # a retry redoes what failed before and was not redone by an interrupted retry
+        finished = {i: "done" for i in ids if i in previous["done"] or finished.get(i) == "done"}
+        summary.resumed = sum(i not in previous["done"] for i in finished)
+    else:
+        summary.resumed = sum(i in finished for i in ids)
     session = journal.start_session({**_versions(), "start": _now(), "host": socket.gethostname(),
                                      "pid": os.getpid(), "jobs": jobs, "backend": backend,
-                                     "resumed": summary.resumed})
+                                     "resumed": summary.resumed, **({"retry_failed": summary.retried}
+                                                                    if previous else {})})
     if summary.resumed:
-        log(f"resuming {out}: {summary.resumed} of {len(ids)} images already finished")
+        log(f"resuming {out}: {summary.resumed} of {summary.retried or len(ids)} images already finished")
     todo = [r for r in records if r.image_id not in finished]
 
     # 1. annotation problems are known before any work: stop at once, or record them.
@@ -632,12 +683,27 @@ def _run_locked(stage_name: str, dataset: Dataset, split: str, out: Path, *, con
     summary.wall_s = time.perf_counter() - start
     journal.end_session(session, {"end": _now(), "processed": summary.processed, "objects": summary.objects,
                                   "failed": len(summary.failures), "wall_s": round(summary.wall_s, 3)})
+    sessions = journal.sessions()
+    if previous is not None:
+        before = json.loads(previous.get("run_log", "[]"))
+        sessions = before + [s for s in sessions if s not in before]
     meta = {**want, "package_version": __version__, "created": manifest["created"],
-            "completed": _now(), "class_names": json.dumps(list(VOC_CLASSES)),
-            "run_log": json.dumps(journal.sessions())}
+            "completed": _completed(), "class_names": json.dumps(list(VOC_CLASSES)),
+            "run_log": json.dumps(sessions)}
     tmp = out.with_name(out.name + ".tmp")
-    entries = ((i, kept.pop(i), "") if i in kept else (i, *journal.get(i)) for i in ids)
-    write_store(tmp, meta, ids, entries, FORMATS[stage.output])
+    in_journal = journal.finished()
+    with _open_checked(out) if previous is not None else nullcontext() as old:
+        stored = _stored_entries(old) if old is not None else None
+
+        def entries():
+            for i in ids:
+                if i in kept:
+                    yield i, kept.pop(i), ""
+                elif i in in_journal:
+                    yield i, *journal.get(i)
+                else:                                   # kept from the store being retried
+                    yield i, stored(i), ""
+        write_store(tmp, meta, ids, entries(), FORMATS[stage.output])
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)

@@ -38,32 +38,50 @@ def check_devices(devices: list[str]) -> list[str]:
     return devices
 
 
+def _device_env(device: str) -> dict[str, str]:
+    """The environment of a process that may use only ``device`` (a GPU id or ``cpu``)."""
+    env = dict(os.environ)
+    if device == "cpu":
+        env["PSEUDOLABEL_DEVICE"] = "cpu"
+    else:
+        env["CUDA_VISIBLE_DEVICES"], env["PSEUDOLABEL_DEVICE"] = device, "cuda"
+    return env
+
+
+def _where(device: str) -> str:
+    return "the CPU" if device == "cpu" else f"GPU {device}"
+
+
 def run_on_devices(stage_name: str, config: Any, dataset: Dataset, split: str, cache: str | os.PathLike,
                    devices: list[str], *, jobs: int = 1, force: bool = False, on_error: str = "fail",
-                   log: Callable[[str], None] = lambda s: None) -> Path:
+                   log: Callable[[str], None] = lambda s: None, retry_failed: bool = False) -> Path:
     """Shard k of n runs in its own process with only device k visible
     (``CUDA_VISIBLE_DEVICES=k``, ``PSEUDOLABEL_DEVICE=cuda``; a ``cpu`` entry runs its shard on
     the CPU); each writes and resumes its own shard store; then the shards are merged into the
-    stage's store, which is returned. A rerun after a failure resumes every shard."""
+    stage's store, which is returned. A rerun after a failure resumes every shard.
+    ``retry_failed`` on a finished store redoes its failed images in one process on the first
+    device (failures are few; see ``run_stage``)."""
+    if force and retry_failed:
+        raise ValueError("force recomputes every image and retry_failed only the failed ones: pass one")
     devices = check_devices(list(devices))
     n = len(devices)
     _, key, out = stage_target(stage_name, config, dataset, split, cache)
+    base = [sys.executable, "-m", "pseudolabel", stage_name, "--data-root", str(dataset.root),
+            "--cache", str(cache), "--split", split, "--jobs", str(jobs), "--on-error", on_error,
+            *config_args(config)] + (["--force"] if force else [])
+    if out.exists() and retry_failed:
+        log(f"{stage_name} [{split}]: failed images of {out} on {_where(devices[0])}")
+        if subprocess.run([*base, "--retry-failed"], env=_device_env(devices[0])).returncode:
+            raise ConfigError(f"retrying the failed images of {out} failed (messages above)")
+        return out
     if out.exists() and not force:
         log(f"{stage_name} [{split}]: nothing to do, {out} is complete")
         point_current(store_path(cache, dataset.name, split, stage_name), out)
         return out
-    base = [sys.executable, "-m", "pseudolabel", stage_name, "--data-root", str(dataset.root),
-            "--cache", str(cache), "--split", split, "--jobs", str(jobs), "--on-error", on_error,
-            *config_args(config)] + (["--force"] if force else [])
     procs = []
     for k, dev in enumerate(devices):
-        env = dict(os.environ)
-        if dev == "cpu":
-            env["PSEUDOLABEL_DEVICE"] = "cpu"
-        else:
-            env["CUDA_VISIBLE_DEVICES"], env["PSEUDOLABEL_DEVICE"] = dev, "cuda"
-        log(f"shard {k}/{n} on {'GPU ' + dev if dev != 'cpu' else 'the CPU'}")
-        procs.append(subprocess.Popen([*base, "--shard", f"{k}/{n}"], env=env))
+        log(f"shard {k}/{n} on {_where(dev)}")
+        procs.append(subprocess.Popen([*base, "--shard", f"{k}/{n}"], env=_device_env(dev)))
     codes = [p.wait() for p in procs]
     if any(codes):
         bad = [f"{k}/{n}" for k, c in enumerate(codes) if c]

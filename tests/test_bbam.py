@@ -292,6 +292,26 @@ def test_gpus_runs_one_process_per_device_and_merges(tmp_path, invoke):
     assert again.exit_code == 0 and "nothing to do" in again.output
 
 
+def test_gpus_retry_failed_redoes_the_failed_image_on_the_first_device(tmp_path, invoke):
+    root = make_red_tree(tmp_path / "voc")
+    image = root / "JPEGImages" / "2012_000001.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    opts = ["--data-root", root, "--cache", tmp_path / "multi", "--gpus", "cpu,cpu", "--weights", "toy",
+            "--steps", "60", "--num-jitter", "300", "--min-size", "256", "--max-size", "512"]
+    assert invoke("bbam", *opts, "--on-error", "skip").exit_code == 0
+    current = tmp_path / "multi" / "voc" / "train" / "bbam.h5"
+    assert set(LabelStore(current).failed) == {"2012_000001"}
+    image.write_bytes(good)
+    result = invoke("bbam", *opts, "--retry-failed")
+    assert result.exit_code == 0, result.output
+    assert "failed images of" in result.output and "on the CPU" in result.output
+    whole = run_stage("bbam", open_dataset(root), "train", tmp_path / "one", config=BBAMConfig(weights="toy", **FAST),
+                      progress=False).store
+    images = {k: v for k, v in store_contents(current).items() if k.startswith(("images", "index"))}
+    assert images == {k: v for k, v in store_contents(whole).items() if k.startswith(("images", "index"))}
+
+
 def test_gpus_rejects_bad_ids(tmp_path, invoke):
     result = invoke("bbam", "--data-root", tmp_path, "--gpus", "0,x")
     assert result.exit_code == 2 and "expected GPU ids such as 0,1" in result.output

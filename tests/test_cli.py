@@ -20,9 +20,25 @@ def test_help_lists_commands_and_shows_defaults(invoke):
         assert command in out
     boxes_help = " ".join(invoke("boxes", "--help").output.split())   # undo line wrapping
     for text in ("--data-root", "PSEUDOLABEL_DATA", "--cache", "PSEUDOLABEL_CACHE", "--split",
-                 "--jobs", "--force", "--on-error", "[default: train]", "[default: fail]", "[default: 1;",
+                 "--jobs", "--force", "--retry-failed", "--on-error", "[default: train]", "[default: fail]", "[default: 1;",
                  "[default: ./cache]"):
         assert text in boxes_help, text
+
+
+def test_retry_failed_through_the_cli(invoke, voc_root):
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    image = voc_root / "JPEGImages" / "2012_000001.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    assert invoke("boxes", "--on-error", "skip", env=env).exit_code == 0
+    plain = invoke("boxes", env=env)
+    assert "nothing to do" in plain.output and "--retry-failed redoes the 1 failed" in plain.output
+    image.write_bytes(good)
+    retry = invoke("boxes", "--retry-failed", env=env)
+    assert retry.exit_code == 0, retry.output
+    assert "retrying the 1 failed image(s)" in retry.output and "(6 done, 0 failed of 6)" in retry.output
+    both = invoke("boxes", "--retry-failed", "--force", env=env)
+    assert both.exit_code == 2 and "pass one of them" in both.output
 
 
 def test_stage_evaluate_export_info_through_the_cli(invoke, voc_root, tmp_path):

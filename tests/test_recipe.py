@@ -66,6 +66,26 @@ def test_a_changed_option_reruns_only_the_steps_it_affects(invoke, voc_root, tmp
     assert ran(invoke(*args, "--force").output) == ["boxes", "grabcut", "fuse", "export fuse"]
 
 
+def test_retry_failed_redoes_failed_images_through_the_recipe(invoke, voc_root, tmp_path):
+    recipe = tmp_path / "three.toml"
+    recipe.write_text(THREE)
+    image = voc_root / "JPEGImages" / "2012_000002.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    args = ["run", recipe, "--data-root", voc_root, "--cache", tmp_path / "c", "--json"]
+    assert ran(invoke(*args, "--on-error", "skip").output) == ["boxes", "grabcut", "fuse", "export fuse"]
+    pngs = tmp_path / "c" / "VOC2012" / "train" / "export" / "fuse" / "SegmentationClass"
+    assert len(list(pngs.glob("*.png"))) == 5
+    image.write_bytes(good)
+    assert ran(invoke(*args).output) == []                      # a plain rerun keeps the failures
+    retry = invoke(*args, "--retry-failed")
+    assert ran(retry.output) == ["boxes", "grabcut", "fuse", "export fuse"], retry.output
+    assert len(list(pngs.glob("*.png"))) == 6
+    assert ran(invoke(*args, "--retry-failed").output) == []
+    both = invoke(*args, "--retry-failed", "--force")
+    assert both.exit_code == 2 and "pass one" in both.output
+
+
 def test_data_root_in_the_recipe_is_relative_to_it(invoke, voc_root, tmp_path):
     recipe = voc_root.parent / "r.toml"
     recipe.write_text(f'data_root = "{voc_root.name}"\n[[step]]\nstage = "boxes"\n')

@@ -111,6 +111,83 @@ def test_a_recomputed_upstream_store_is_read_afresh_in_the_same_process(voc_root
     assert images != {k: v for k, v in first.items() if k.startswith("images")}
 
 
+def _images(path) -> dict:
+    """A store's per-image contents (entries and index), without run metadata."""
+    return {k: v for k, v in store_contents(path).items() if k.startswith(("images", "index"))}
+
+
+def test_retry_failed_redoes_only_the_failed_images_and_keeps_the_rest(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    image = voc_root / "JPEGImages" / "2012_000003.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    first = run_stage("boxes", ds, "train", tmp_path, on_error="skip", progress=False)
+    assert (first.done, first.failed) == (5, 1)
+    kept = {k: v for k, v in _images(first.store).items() if "2012_000003" not in k and "index" not in k}
+    again = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    assert again.nothing_to_do and "--retry-failed redoes the 1 failed" in again.lines()[0]
+
+    image.write_bytes(good)
+    retry = run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+    assert (retry.processed, retry.retried, retry.done, retry.failed) == (1, 1, 6, 0)
+    assert "retried 1 image(s) that had failed" in retry.lines()[0]
+    assert retry.store == first.store and not partial_dir(retry.store).exists()
+    after = _images(retry.store)
+    assert all(after[k] == v for k, v in kept.items())            # the done images, as they were
+    reference = run_stage("boxes", ds, "train", tmp_path / "ref", progress=False)
+    assert after == _images(reference.store)
+    sessions = json.loads(describe(retry.store)["run_log"])
+    assert len(sessions) == 2 and sessions[1]["retry_failed"] == 1 and sessions[1]["processed"] == 1
+    assert run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True).nothing_to_do
+    with pytest.raises(ValueError, match="pass one"):
+        run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True, force=True)
+
+
+def test_interrupted_retry_resumes(voc_root, tmp_path):
+    ds = open_dataset(voc_root)
+    images = [voc_root / "JPEGImages" / f"2012_00000{k}.jpg" for k in (1, 4)]
+    good = [p.read_bytes() for p in images]
+    for p in images:
+        p.write_bytes(b"junk")
+    first = run_stage("boxes", ds, "train", tmp_path, on_error="skip", progress=False)
+    assert first.failed == 2
+    images[0].write_bytes(good[0])
+    with pytest.raises(DataError, match="2012_000004"):          # still broken: stops, store untouched
+        run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+    assert LabelStore(first.store).failed.keys() == {"2012_000001", "2012_000004"}
+    images[1].write_bytes(good[1])
+    retry = run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+    assert (retry.resumed, retry.processed, retry.retried, retry.failed) == (1, 1, 2, 0)
+    assert _images(retry.store) == _images(run_stage("boxes", ds, "train", tmp_path / "ref", progress=False).store)
+
+
+def test_retry_failed_downstream_of_a_retried_store(voc_root, tmp_path):
+    """Fixing a photo and retrying grabcut changes only that image of the grabcut store, so
+    fuse (which failed on it) can retry too; without --retry-failed, the changed upstream store
+    is refused as before."""
+    from pseudolabel.stages import get_stage
+    ds = open_dataset(voc_root)
+    fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
+    image = voc_root / "JPEGImages" / "2012_000002.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"junk")
+    for stage in ("grabcut", "boxes"):
+        run_stage(stage, ds, "train", tmp_path, on_error="skip", progress=False)
+    fused = run_stage("fuse", ds, "train", tmp_path, config=fuse, on_error="skip", progress=False)
+    assert "failed in stage 'grabcut'" in LabelStore(fused.store).failed["2012_000002"]
+    image.write_bytes(good)
+    for stage in ("grabcut", "boxes"):
+        assert run_stage(stage, ds, "train", tmp_path, retry_failed=True, progress=False).retried == 1
+    with pytest.raises(StoreError, match="different upstream stores; use --force"):
+        run_stage("fuse", ds, "train", tmp_path, config=fuse, progress=False)
+    retry = run_stage("fuse", ds, "train", tmp_path, config=fuse, retry_failed=True, progress=False)
+    assert (retry.processed, retry.failed) == (1, 0)
+    ref = tmp_path / "ref"
+    for stage in ("grabcut", "boxes"):
+        run_stage(stage, ds, "train", ref, progress=False)
+    assert _images(retry.store) == _images(run_stage("fuse", ds, "train", ref, config=fuse, progress=False).store)
+
+
 def test_each_configuration_has_its_own_store_and_the_current_link_follows_runs(voc_root, tmp_path):
     from pseudolabel.stages import get_stage
     ds = open_dataset(voc_root)

@@ -1,5 +1,5 @@
-"""One command per registered stage: ``pseudolabel <stage> --split S [--jobs N] [--force]
-[--on-error fail|skip] [--shard I/N]`` plus the stage's own configuration options (and
+"""One command per registered stage: ``pseudolabel <stage> --split S [--jobs N]
+[--force | --retry-failed] [--on-error fail|skip] [--shard I/N]`` plus the stage's own configuration options (and
 ``--gpus`` for stages that run a network). The group builds a stage's command only when it is
 asked for (``Group.get_command``), so ``pseudolabel grabcut`` does not import what
 ``proposals`` needs. ``pseudolabel merge`` joins shard stores."""
@@ -50,7 +50,11 @@ scheduler_option = click.option(
 
 def make_command(stage: Stage) -> click.Command:
     @click.pass_context
-    def command(ctx, data_root, cache, split, jobs, force, on_error, shard, backend, scheduler, gpus=None, **values):
+    def command(ctx, data_root, cache, split, jobs, force, retry_failed, on_error, shard, backend, scheduler,
+                gpus=None, **values):
+        if force and retry_failed:
+            raise click.UsageError("--force recomputes every image and --retry-failed only the failed ones: "
+                                   "pass one of them")
         config = build_config(stage.config_class, values)
         dataset = dataset_from(data_root)
         log = logger(ctx)
@@ -59,13 +63,13 @@ def make_command(stage: Stage) -> click.Command:
                 raise click.UsageError("--gpus makes its own shards; drop --shard")
             from ..scaleout import run_on_devices
             run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
-                           on_error=on_error, log=log)
+                           on_error=on_error, log=log, retry_failed=retry_failed)
             return
         from ..scaleout import backend_context
         with backend_context(backend, scheduler):
             summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
                                 on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard,
-                                backend=backend)
+                                backend=backend, retry_failed=retry_failed)
         for line in summary.lines():
             log(line)
 
@@ -76,6 +80,9 @@ def make_command(stage: Stage) -> click.Command:
         click.option("--jobs", "-j", type=click.IntRange(min=0), default=1,
                      help="Worker processes (images in parallel, one core each); 0 = all cores."),
         click.option("--force", is_flag=True, help="Discard this configuration's store or interrupted run and start over."),
+        click.option("--retry-failed", is_flag=True,
+                     help="Redo only the images recorded as failed in this configuration's finished store "
+                          "(e.g. after fixing their files); every other image is kept as it is."),
         click.option("--on-error", type=click.Choice(ON_ERROR), default="fail",
                      help="On bad input: stop with a message naming the file, or skip the image "
                           "and record it in the store as failed."),
