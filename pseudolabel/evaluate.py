@@ -10,6 +10,10 @@ Rows are ground truth (21 classes; GT 255 pixels are excluded), columns are the 
 
 Classes with TP + FP + FN = 0 over the whole split (absent from both) are left out of the
 mean and reported as null. All percentages are in percent (0..100), coverage in 0..1.
+
+Whether one labelling beats another on a few dozen photos: :func:`paired_bootstrap` resamples
+the images (the same draw for both) from their per-image matrices and gives an interval for the
+difference in mIoU.
 """
 from __future__ import annotations
 
@@ -78,26 +82,74 @@ def scores(matrix: np.ndarray) -> dict[str, Any]:
     }
 
 
+def miou_of(matrices: np.ndarray) -> np.ndarray:
+    """``scores(m)["miou"]`` (percent) of each (21, 22) matrix in a ``(..., 21, 22)`` stack,
+    vectorised; NaN where no class is present."""
+    committed = np.asarray(matrices, dtype=np.float64)[..., :NUM_CLASSES]
+    tp = np.diagonal(committed, axis1=-2, axis2=-1)
+    denom = committed.sum(-2) + committed.sum(-1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(denom > 0, tp / denom, np.nan)
+        present = np.isfinite(iou).sum(-1)
+        return np.where(present > 0, 100.0 * np.nansum(iou, -1) / np.maximum(present, 1), np.nan)
+
+
+def paired_bootstrap(before: np.ndarray, after: np.ndarray, *, resamples: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> dict[str, float]:
+    """How sure is a change in mIoU? ``before``, ``after``: ``(N, 21, 22)`` per-image confusion
+    matrices of two labellings of the same N images (in the same order). The images are drawn
+    with replacement ``resamples`` times, the same draw for both, and the change in mIoU over
+    each draw gives a percentile interval. Returns ``difference`` (after - before over all
+    images), ``low`` and ``high`` (the interval), ``level`` and ``resamples``. Deterministic for
+    a ``seed``."""
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape != after.shape or before.ndim != 3 or before.shape[1:] != (NUM_CLASSES, NUM_CLASSES + 1):
+        raise ValueError(f"expected two (N, {NUM_CLASSES}, {NUM_CLASSES + 1}) stacks of per-image matrices of "
+                         f"the same images, got {before.shape} and {after.shape}")
+    if not len(before):
+        raise ValueError("no images to resample")
+    if not 0 < level < 1 or resamples < 1:
+        raise ValueError(f"level must be in (0, 1) and resamples >= 1, got {level} and {resamples}")
+    n = len(before)
+    flat = np.concatenate([before.reshape(n, -1), after.reshape(n, -1)], axis=1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(0, resamples, 250):          # (250, N) draw counts x (N, 2 * 462) per chunk
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(250, resamples - start)).astype(np.float64)
+        sums = (counts @ flat).reshape(len(counts), 2, NUM_CLASSES, NUM_CLASSES + 1)
+        diffs.append(miou_of(sums[:, 1]) - miou_of(sums[:, 0]))
+    diffs = np.concatenate(diffs)
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.nanpercentile(diffs, [tail, 100.0 - tail])
+    difference = float(miou_of(after.sum(0)) - miou_of(before.sum(0)))
+    return {"difference": round(difference, 4), "low": round(float(low), 4), "high": round(float(high), 4),
+            "level": level, "resamples": resamples}
+
+
 @dataclass
 class Evaluation:
     matrix: np.ndarray
     images: int
     failed: int
     report: dict[str, Any]
+    per_image: np.ndarray | None = None
+    """``(N, 21, 22)``: each image's matrix, in ``store.all_ids`` order (``per_image=True``)."""
 
 
 def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True,
-                   log: Callable[[str], None] = lambda s: None) -> Evaluation:
+                   log: Callable[[str], None] = lambda s: None, per_image: bool = False) -> Evaluation:
     """Score a finished store against the split's ground truth. Images that the run recorded
-    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing."""
+    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing.
+    ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`)."""
     records = {r.image_id: r for r in dataset.records(split)}
     missing = [i for i in store.all_ids if i not in records]
     if missing:
         raise StoreError(f"{store.path}: {len(missing)} image(s) of the store are not in split "
                          f"'{split}' of {dataset.root} (first: {missing[0]})")
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
+    kept = np.zeros((len(store.all_ids) if per_image else 0, NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
     bar = Progress(len(store.all_ids), f"evaluate {store.stage} [{split}]", enabled=progress)
-    for image_id in store.all_ids:
+    for k, image_id in enumerate(store.all_ids):
         record = records[image_id]
         if isinstance(record, BadRecord):
             bar.update()
@@ -110,13 +162,17 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
             if pred.shape != gt.shape:
                 raise DataError(record.class_gt_path, f"ground truth is {gt.shape[1]}x{gt.shape[0]} "
                                                       f"but the pseudo label is {pred.shape[1]}x{pred.shape[0]}", image_id)
-        matrix += confusion_matrix(gt, pred)
+        image_matrix = confusion_matrix(gt, pred)
+        matrix += image_matrix
+        if per_image:
+            kept[k] = image_matrix
         bar.update()
     bar.close()
     report = scores(matrix)
     report.update(stage=store.stage, split=split, store=str(store.path),
                   images=len(store.all_ids), failed_images=len(store.failed))
-    return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report)
+    return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report,
+                      per_image=kept if per_image else None)
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -41,6 +41,24 @@ def test_retry_failed_through_the_cli(invoke, voc_root):
     assert both.exit_code == 2 and "pass one of them" in both.output
 
 
+def test_evaluate_against_another_stage_gives_the_change_with_an_interval(invoke, voc_root):
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    assert invoke("boxes", env=env).exit_code == 0
+    missing = invoke("evaluate", "--stage", "boxes", "--against", "grabcut", env=env)
+    assert missing.exit_code == 1 and "grabcut.h5: no such store; run `pseudolabel grabcut" in missing.output
+    assert invoke("grabcut", env=env).exit_code == 0
+    result = invoke("-q", "evaluate", "--stage", "grabcut", "--against", "boxes", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    boxes = json.loads(invoke("-q", "evaluate", "--stage", "boxes", "--json", env=env).stdout)
+    change = report["against"]["miou_change"]
+    assert report["against"]["miou"] == boxes["miou"]
+    assert change["difference"] == pytest.approx(report["miou"] - boxes["miou"], abs=1e-3)
+    assert change["low"] <= change["difference"] <= change["high"] and change["level"] == 0.95
+    table = invoke("-q", "evaluate", "--stage", "grabcut", "--against", "boxes", env=env).stdout
+    assert "change over boxes" in table and "95% interval [" in table
+
+
 def test_stage_evaluate_export_info_through_the_cli(invoke, voc_root, tmp_path):
     env = {"PSEUDOLABEL_DATA": str(voc_root)}
     result = invoke("boxes", "--split", "train", env=env)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pseudolabel.evaluate import confusion_matrix, scores
+from pseudolabel.evaluate import confusion_matrix, miou_of, paired_bootstrap, scores
 from pseudolabel.labels import filling_rates, instance_map, paint_order, paint_smaller_on_top, box_masks
 
 
@@ -80,3 +80,70 @@ def test_confusion_rejects_bad_values():
         confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 30))
     with pytest.raises(ValueError, match="shapes differ"):
         confusion_matrix(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def _random_matrices(rng, n, absent=(5, 9)):
+    """n per-image matrices of noisy labellings; the classes in ``absent`` never occur."""
+    out = []
+    for _ in range(n):
+        gt = rng.integers(0, 21, (12, 12))
+        gt[np.isin(gt, absent)] = 0
+        pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.integers(0, 21, gt.shape))
+        pred[np.isin(pred, absent)] = 0
+        pred[rng.random(gt.shape) < 0.1] = 255
+        out.append(confusion_matrix(gt, pred))
+    return np.stack(out)
+
+
+def test_vectorised_miou_equals_scores():
+    m = _random_matrices(np.random.default_rng(1), 6)
+    assert np.allclose(miou_of(m), [scores(x)["miou"] for x in m], atol=1e-3)
+    assert miou_of(m.sum(0)) == pytest.approx(scores(m.sum(0))["miou"], abs=1e-3)
+    assert np.isnan(miou_of(np.zeros((21, 22))))
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(2)
+    before = _random_matrices(rng, 30)
+    same = paired_bootstrap(before, before, resamples=200)
+    assert same["difference"] == same["low"] == same["high"] == 0
+    # after: every image's errors halved (half of the off-diagonal counts moved to the diagonal)
+    after = before.copy()
+    for m in after:
+        off = m[:, :21] - np.diag(np.diag(m[:, :21]))
+        moved = off // 2
+        m[:, :21] -= moved
+        m[np.arange(21), np.arange(21)] += moved.sum(1)
+    better = paired_bootstrap(before, after, resamples=500, seed=3)
+    assert 0 < better["low"] < better["difference"] < better["high"]
+    assert better == paired_bootstrap(before, after, resamples=500, seed=3)          # deterministic
+    # one image carrying the whole change: a wide interval that reaches 0
+    one = before.copy()
+    one[0] = after[0] * 40
+    before_one = before.copy()
+    before_one[0] = before[0] * 40
+    lopsided = paired_bootstrap(before_one, one, resamples=500)
+    assert lopsided["low"] <= 0 < lopsided["difference"] < lopsided["high"]
+
+
+def test_paired_bootstrap_refuses_mismatched_inputs():
+    m = _random_matrices(np.random.default_rng(4), 3)
+    with pytest.raises(ValueError, match="same images"):
+        paired_bootstrap(m, m[:2])
+    with pytest.raises(ValueError, match="no images"):
+        paired_bootstrap(m[:0], m[:0])
+    with pytest.raises(ValueError, match="level must be in"):
+        paired_bootstrap(m, m, level=95)
+
+
+def test_per_image_matrices_add_up_to_the_store_matrix(voc_root, tmp_path):
+    from pseudolabel.catalog import open_dataset
+    from pseudolabel.evaluate import evaluate_store
+    from pseudolabel.runner import run_stage
+    from pseudolabel.store import LabelStore
+    ds = open_dataset(voc_root)
+    store = LabelStore(run_stage("grabcut", ds, "train", tmp_path, progress=False).store)
+    result = evaluate_store(store, ds, "train", progress=False, per_image=True)
+    assert result.per_image.shape == (len(store.all_ids), 21, 22)
+    assert (result.per_image.sum(0) == result.matrix).all() and result.per_image.any(axis=(1, 2)).all()
+    assert evaluate_store(store, ds, "train", progress=False).per_image is None

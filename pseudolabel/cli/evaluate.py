@@ -5,7 +5,7 @@ import json
 
 import click
 
-from ..evaluate import evaluate_store, format_table
+from ..evaluate import evaluate_store, format_table, paired_bootstrap
 from ..stages import STAGES
 from ..store import LabelStore
 from . import cli
@@ -19,9 +19,12 @@ from .common import open_store, cache_option, dataset_from, data_root_option, lo
 @click.option("--stage", type=click.Choice(list(STAGES)), default="boxes", help="Stage whose store to score.")
 @click.option("--store", "store_file", type=click.Path(dir_okay=False), default=None,
               help="Score this store file instead of the one --stage/--split name under --cache.")
+@click.option("--against", type=click.Choice(list(STAGES)), default=None,
+              help="Also score this stage's store and give the change in mIoU with a 95% interval "
+                   "(paired bootstrap over the images, 2000 draws): is a gain more than a few photos?")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
 @click.pass_context
-def evaluate_command(ctx, data_root, cache, split, stage, store_file, as_json):
+def evaluate_command(ctx, data_root, cache, split, stage, store_file, against, as_json):
     """Per-class IoU, mIoU and coverage of a store against SegmentationClass (or SBD cls).
 
     One 21-class confusion matrix over the split; ground-truth 255 excluded. Pseudo-label 255
@@ -30,8 +33,23 @@ def evaluate_command(ctx, data_root, cache, split, stage, store_file, as_json):
     """
     dataset = dataset_from(data_root)
     store = LabelStore(store_file) if store_file else open_store(cache, dataset, split, stage)
-    result = evaluate_store(store, dataset, split, progress=progress_enabled(ctx), log=logger(ctx))
+    other = open_store(cache, dataset, split, against) if against is not None else None
+    if other is not None and other.all_ids != store.all_ids:
+        raise click.UsageError(f"{other.path} and {store.path} hold different images; --against compares "
+                               f"two stores of the same split")
+    result = evaluate_store(store, dataset, split, progress=progress_enabled(ctx), log=logger(ctx),
+                            per_image=against is not None)
+    if other is not None:
+        base = evaluate_store(other, dataset, split, progress=progress_enabled(ctx), per_image=True)
+        change = paired_bootstrap(base.per_image, result.per_image)
+        result.report["against"] = {"stage": against, "store": str(other.path), "miou": base.report["miou"],
+                                    "miou_change": change}
     if as_json:
         click.echo(json.dumps(result.report))
-    else:
-        click.echo(format_table(result.report))
+        return
+    click.echo(format_table(result.report))
+    if against is not None:
+        c = result.report["against"]["miou_change"]
+        click.echo(f"\nchange over {against} ({result.report['against']['miou']:.2f} mIoU): {c['difference']:+.2f} "
+                   f"mIoU, {100 * c['level']:.0f}% interval [{c['low']:+.2f}, {c['high']:+.2f}] "
+                   f"(paired bootstrap over {len(store.all_ids)} images)")
