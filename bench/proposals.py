@@ -36,7 +36,8 @@ def log(message: str) -> None:
 def object_ious(dataset, split: str, stores: dict[str, Path]) -> dict[str, dict]:
     """Per-object view of refinement, steadier than a class mean on a small split: mean IoU of
     each store's per-object masks with their own instance (objects whose box is at least
-    32x32 px, void pixels left out), and how many objects refinement moved up / down by more
+    32x32 px, void pixels left out), the 95% interval of the mean change over grabcut (normal,
+    from the objects' paired changes), and how many objects refinement moved up / down by more
     than 2 IoU points."""
     readers = {name: LabelStore(path, load_masks=True) for name, path in stores.items()}
     ious: dict[str, list[float]] = {name: [] for name in stores}
@@ -55,7 +56,10 @@ def object_ious(dataset, split: str, stores: dict[str, Path]) -> dict[str, dict]
     base, out = np.array(ious["grabcut"]), {}
     for name, values in ious.items():
         v = np.array(values)
+        d = 100 * (v - base)
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         out[name] = {"objects": int(len(v)), "mean_iou": round(100 * float(v.mean()), 2),
+                     "change_ci95": [round(float(d.mean() - half), 2), round(float(d.mean() + half), 2)],
                      "up_2pt": int((v - base > 0.02).sum()), "down_2pt": int((v - base < -0.02).sum())}
     return out
 
@@ -109,7 +113,8 @@ def main() -> int:
     print("  per class: " + ", ".join(f"{c} {d:+.2f}" for c, d in per_class.items() if d))
     g, r = objects["grabcut"], objects["refine"]
     print(f"  per object (boxes >= {MIN_INSTANCE_BOX} px, {g['objects']}): mean IoU {g['mean_iou']:.2f} -> "
-          f"{r['mean_iou']:.2f} ({r['mean_iou'] - g['mean_iou']:+.2f}); {r['up_2pt']} objects up, "
+          f"{r['mean_iou']:.2f} ({r['mean_iou'] - g['mean_iou']:+.2f}, 95% interval [{r['change_ci95'][0]:+.2f}, "
+          f"{r['change_ci95'][1]:+.2f}]); {r['up_2pt']} objects up, "
           f"{r['down_2pt']} down by more than 2 points")
     checks = {
         "ABO (>= 32 px) >= 0.75": prop["abo"] >= 0.75,
