@@ -37,6 +37,8 @@ def test_retry_failed_through_the_cli(invoke, voc_root):
     retry = invoke("boxes", "--retry-failed", env=env)
     assert retry.exit_code == 0, retry.output
     assert "retrying the 1 failed image(s)" in retry.output and "(6 done, 0 failed of 6)" in retry.output
+    info = invoke("info", voc_root.parent / "cache" / "VOC2012" / "train" / "boxes.h5", env=env).output
+    assert "runs:        2 session(s), 1 retrying failed images" in info
     both = invoke("boxes", "--retry-failed", "--force", env=env)
     assert both.exit_code == 2 and "pass one of them" in both.output
 

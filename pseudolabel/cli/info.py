@@ -49,8 +49,9 @@ def info_command(store, as_json, failures, check):
         runs = json.loads(meta["run_log"])
         killed = sum(r.get("end") is None for r in runs)
         hosts = sorted({r.get("host", "?") for r in runs})
+        retries = sum("retry_failed" in r for r in runs)
         lines.append(f"runs:        {len(runs)} session(s)" + (f", {killed} interrupted" if killed else "")
-                     + f", on {', '.join(hosts)}")
+                     + (f", {retries} retrying failed images" if retries else "") + f", on {', '.join(hosts)}")
     if check:
         lines.append("check:       every dataset read back without error")
     click.echo("\n".join(lines))
