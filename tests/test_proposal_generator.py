@@ -50,7 +50,7 @@ def test_output_contract_and_determinism():
 def test_drawn_objects_are_found():
     img, inst = drawn_scene()
     sp, M = generate_proposals(img)
-    best = [b for b, _, _ in best_overlaps(sp, M, inst)]
+    best = [r.best for r in best_overlaps(sp, M, inst)]
     assert len(best) == 2 and min(best) > 0.9, best
     # decoding a proposal is a lookup over the superpixel map
     p = int(np.argmax([(decode(sp, M, i) & (inst == 1)).sum() / (decode(sp, M, i) | (inst == 1)).sum()

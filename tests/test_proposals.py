@@ -7,9 +7,9 @@ import pytest
 from scipy.io import savemat
 
 from pseudolabel.catalog import load_object_gt, mcg_file, open_dataset, read_mcg_proposals
-from pseudolabel.classes import IGNORE
+from pseudolabel.classes import IGNORE, VOC_CLASSES
 from pseudolabel.errors import DataError, StoreError
-from pseudolabel.evaluate import best_overlaps
+from pseudolabel.evaluate import AREA_BINS, Overlap, _breakdown, best_overlaps, instance_classes
 from pseudolabel.runner import run_stage
 from pseudolabel.stages.proposals import ProposalConfig
 from pseudolabel.stages.refine import RefineConfig
@@ -82,6 +82,33 @@ def test_from_mcg_store_and_evaluate_proposals(voc_root, tmp_path, invoke):
     # proposals include every whole instance (up to the GT void band): ABO is ~1 everywhere
     assert report["all"]["abo"] > 0.99 and report["recall_70"] == 1.0 and report["proposals_per_image"] > 1
     assert {"abo", "recall_50", "recall_70", "all", "seconds_per_image"} <= set(report)
+    # the breakdowns partition the same instances, and name the classes the split has
+    for part in (report, report["all"]):
+        assert sum(v["instances"] for v in part["by_size"].values()) == part["instances"]
+        assert sum(v["instances"] for v in part["per_class"].values()) == part["instances"]
+    classes = {VOC_CLASSES[c] for r in open_dataset(voc_root).records("train") for c in r.classes()}
+    assert set(report["all"]["per_class"]) == classes
+    text = invoke("-q", "evaluate-proposals", env=env).stdout
+    assert "by size (pixels): " in text and "per class: " in text
+
+
+def test_proposal_breakdown_by_size_and_class():
+    rows = [Overlap(0.9, 40, 40, 1600, 1), Overlap(0.5, 20, 20, 300, 2),
+            Overlap(0.7, 200, 100, 15000, 3), Overlap(0.3, 40, 40, 1000, 4)]
+    out = _breakdown(rows, ["cat", "dog", "cat", "dog"])
+    assert [name for name, _, _ in AREA_BINS] == list(out["by_size"])
+    assert out["by_size"]["small"] == {"abo": 0.4, "recall_50": 0.5, "recall_70": 0.0, "instances": 2}
+    assert out["by_size"]["medium"]["abo"] == 0.9 and out["by_size"]["large"]["abo"] == 0.7
+    assert list(out["per_class"]) == ["cat", "dog"]          # VOC order, absent classes left out
+    assert out["per_class"]["cat"]["abo"] == 0.8 and out["per_class"]["dog"]["recall_50"] == 0.5
+
+
+def test_instance_classes_come_from_the_class_map():
+    inst = np.array([[1, 1, 2, 2], [1, 255, 2, 3], [0, 0, 0, 0]], np.uint8)
+    cls = np.array([[15, 15, 8, 8], [12, 255, 8, 255], [0, 0, 0, 3]], np.uint8)
+    of = instance_classes(inst, cls)
+    # majority under the instance (15 over 12), void ignored; instance 3 only covers void: none
+    assert (of[1], of[2], of[3]) == (15, 8, 0)
 
 
 def test_best_overlap_excludes_void_and_is_exact():
@@ -91,9 +118,9 @@ def test_best_overlap_excludes_void_and_is_exact():
     sp = np.arange(100, dtype=np.int32).reshape(10, 10) // 10    # superpixel = row
     import scipy.sparse as sparse
     m = sparse.csr_matrix(np.eye(10, dtype=bool)[[2, 3]].astype(bool))   # rows 2 and 3
-    (best, w, h), = best_overlaps(sp, m, inst)
+    (best, w, h, area, k), = best_overlaps(sp, m, inst)
     # row 3: 10 valid pixels, 4 in the instance (15 pixels): IoU 4 / 21; row 2: 9 valid, 3 in it
-    assert best == pytest.approx(4 / 21) and (w, h) == (4, 4)
+    assert best == pytest.approx(4 / 21) and (w, h, area, k) == (4, 4, 15, 1)
 
 
 def test_refine_recovers_instances_and_fuse_marks_disagreement(voc_root, tmp_path, invoke):

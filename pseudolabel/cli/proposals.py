@@ -20,7 +20,9 @@ from .common import cache_option, dataset_from, data_root_option, progress_enabl
 def evaluate_proposals_command(ctx, data_root, cache, split, as_json):
     """ABO (average best overlap) and recall at IoU 0.5 / 0.7 of the proposals store against
     the ground-truth instances (SegmentationObject), over instances whose box is at least
-    32x32 px, and over all instances under "all"; proposals and seconds per image."""
+    32x32 px, and over all instances under "all"; each also by instance size (COCO's small /
+    medium / large: under 32x32, up to 96x96, above) and per class; proposals and seconds per
+    image."""
     dataset = dataset_from(data_root)
     store = ProposalStore(store_file_path(cache, dataset, split, "proposals"))
     report = evaluate_proposals(store, dataset, split, progress=progress_enabled(ctx))
@@ -32,5 +34,8 @@ def evaluate_proposals_command(ctx, data_root, cache, split, as_json):
     a = report["all"]
     click.echo(f"all instances: ABO {a['abo']}, recall@0.5 {a['recall_50']}, recall@0.7 {a['recall_70']} "
                f"({a['instances']} instances)")
+    click.echo("by size (pixels): " + ", ".join(
+        f"{name} ABO {v['abo']} ({v['instances']})" for name, v in report["by_size"].items() if v["instances"]))
+    click.echo("per class: " + ", ".join(f"{c} {v['abo']} ({v['instances']})" for c, v in report["per_class"].items()))
     click.echo(f"{report['proposals_per_image']} proposals and {report['seconds_per_image']} s per image "
                f"over {report['images']} images")
