@@ -289,18 +289,23 @@ def _identity(stage: str, dataset: Dataset, split: str, config: Any, inputs: dic
             meta = read_meta(f)
         upstream[name] = {"path": path, "config_hash": meta["config_hash"], "completed": meta["completed"],
                           "cache_key": meta.get("cache_key", meta["config_hash"])}
-    return {"stage": stage, "dataset": dataset.name, "dataset_root": str(dataset.root),
-            "dataset_kind": dataset.kind, "split": split, "config": config_json(config),
-            "config_hash": config_hash(config), "inputs": json.dumps(upstream, sort_keys=True),
-            "cache_key": cache_key(config, {k: v["cache_key"] for k, v in upstream.items()})}
+    revision = get_stage(stage).revision
+    return {"stage": stage, "stage_revision": revision, "dataset": dataset.name,
+            "dataset_root": str(dataset.root), "dataset_kind": dataset.kind, "split": split,
+            "config": config_json(config), "config_hash": config_hash(config),
+            "inputs": json.dumps(upstream, sort_keys=True),
+            "cache_key": cache_key(config, {k: v["cache_key"] for k, v in upstream.items()}, revision)}
 
 
-def cache_key(config: Any, upstream_keys: dict[str, str]) -> str:
-    """12 hex digits of SHA-256 over the stage's configuration and its upstream stores' keys:
-    the name of the store a run writes (``<stage>/<key>.h5``). Same configuration on the same
+def cache_key(config: Any, upstream_keys: dict[str, str], revision: int = 1) -> str:
+    """12 hex digits of SHA-256 over the stage's configuration, its revision (``Stage.revision``;
+    1 adds nothing, so older stores keep their keys) and its upstream stores' keys: the name of
+    the store a run writes (``<stage>/<key>.h5``). Same configuration and code on the same
     inputs, same key: the cache is reused; any change anywhere upstream, a new key."""
-    text = json.dumps({"config": json.loads(config_json(config)), "inputs": upstream_keys}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    payload = {"config": json.loads(config_json(config)), "inputs": upstream_keys}
+    if revision != 1:
+        payload["revision"] = revision
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _mismatch(have: dict[str, Any], want: dict[str, Any], same_upstream_config: bool = False) -> list[str]:

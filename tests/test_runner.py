@@ -188,6 +188,37 @@ def test_retry_failed_downstream_of_a_retried_store(voc_root, tmp_path):
     assert _images(retry.store) == _images(run_stage("fuse", ds, "train", ref, config=fuse, progress=False).store)
 
 
+def test_revision_one_keeps_the_keys_of_older_stores():
+    import hashlib
+    from pseudolabel.runner import cache_key
+    from pseudolabel.stages import get_stage
+    cfg = get_stage("grabcut").config_class()
+    older = json.dumps({"config": json.loads(json.dumps(cfg.__dict__, sort_keys=True)),
+                        "inputs": {"boxes": "0123456789ab"}}, sort_keys=True)   # before revisions
+    assert cache_key(cfg, {"boxes": "0123456789ab"}) == hashlib.sha256(older.encode()).hexdigest()[:12]
+    assert cache_key(cfg, {}, revision=2) != cache_key(cfg, {}) != cache_key(cfg, {}, revision=3)
+
+
+def test_a_raised_stage_revision_recomputes_the_stage_and_what_reads_it(voc_root, tmp_path, monkeypatch):
+    import dataclasses
+    from pseudolabel.stages import STAGES, get_stage
+    ds = open_dataset(voc_root)
+    fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
+    old = {s: run_stage(s, ds, "train", tmp_path, progress=False, config=fuse if s == "fuse" else None)
+           for s in ("boxes", "grabcut", "fuse")}
+    assert LabelStore(old["grabcut"].store).meta["stage_revision"] == 1
+    # the grabcut code changed under the same options: its module raises the revision
+    monkeypatch.setitem(STAGES._loaded, "grabcut", dataclasses.replace(get_stage("grabcut"), revision=2))
+    new = {s: run_stage(s, ds, "train", tmp_path, progress=False, config=fuse if s == "fuse" else None)
+           for s in ("boxes", "grabcut", "fuse")}
+    assert new["boxes"].nothing_to_do and new["boxes"].store == old["boxes"].store
+    for s in ("grabcut", "fuse"):
+        assert not new[s].nothing_to_do and new[s].store != old[s].store and old[s].store.exists()
+    assert LabelStore(new["grabcut"].store).meta["stage_revision"] == 2
+    assert "(revision 2)" in subprocess.run([sys.executable, "-m", "pseudolabel", "info", str(new["grabcut"].store)],
+                                            capture_output=True, text=True).stdout
+
+
 def test_each_configuration_has_its_own_store_and_the_current_link_follows_runs(voc_root, tmp_path):
     from pseudolabel.stages import get_stage
     ds = open_dataset(voc_root)

@@ -38,7 +38,7 @@ def info_command(store, as_json, failures, check):
         f"format:      {meta.get('format', 'journal of a run in progress')} v{meta.get('format_version', '-')}"
         f" (written by pseudolabel {meta.get('package_version')})",
         f"state:       {state}",
-        f"stage:       {meta.get('stage')}",
+        f"stage:       {meta.get('stage')} (revision {meta.get('stage_revision', 1)})",
         f"dataset:     {meta.get('dataset')} ({meta.get('dataset_root')}), split {meta.get('split')}",
         f"created:     {meta.get('created')}" + (f", completed {meta['completed']}" if meta.get("completed") else ""),
         f"images:      {meta.get('num_done')} done, {meta.get('num_failed')} failed, {meta.get('num_images')} total",

@@ -91,6 +91,11 @@ class Stage:
     gives for that image alone). The runner uses it when ``batch_images(config) > 1``."""
     batch_images: Callable[[Any], int] = lambda config: 1
     """How many images of the same size the runner hands to ``process_batch`` at once."""
+    revision: int = 1
+    """Bump it in the commit that makes the same configuration give different output (an
+    algorithm changed, not an option): the cache key covers it, so stores made by the earlier
+    code are not reused as if they were current. Revision 1 adds nothing to the key, so stores
+    made before revisions existed keep their keys."""
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
