@@ -95,6 +95,8 @@ def main() -> int:
           f"recall@0.5 {prop['recall_50']}, recall@0.7 {prop['recall_70']}; all instances: ABO "
           f"{prop['all']['abo']}, recall@0.5 {prop['all']['recall_50']}, recall@0.7 {prop['all']['recall_70']}")
     print(f"           {prop['proposals_per_image']} proposals/image, {prop['seconds_per_image']} s/image on one core")
+    print("           by size: " + ", ".join(f"{k} {v['abo']} ({v['instances']})" for k, v in prop["by_size"].items()
+                                         if v["instances"]) + "; person " + str(prop["per_class"].get("person", {}).get("abo")))
     print(f"\n{'labels':<10}{'mIoU':>8}{'mIoU 255=bg':>13}{'coverage':>10}")
     for stage, r in labels.items():
         print(f"{stage:<10}{r['miou']:>8.2f}{r['miou_ignore_as_background']:>13.2f}{r['coverage']:>10.3f}")
