@@ -69,13 +69,16 @@ def main() -> int:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared/data/coco128-voc-dev"))
     ap.add_argument("--split", default="train")
     ap.add_argument("--jobs", type=int, default=2, help="workers for the label stages (proposals always use 1)")
+    ap.add_argument("--edges", default="", help="folder of a learned edge detector's maps (<id>.png) to build "
+                                                "the proposals on (pseudolabel proposals --edges)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     dataset = open_dataset(args.data_root)
 
     with tempfile.TemporaryDirectory(prefix="pseudolabel-bench-") as cache:
         start = time.perf_counter()
-        run_stage("proposals", dataset, args.split, cache, jobs=1, log=log)
+        run_stage("proposals", dataset, args.split, cache, jobs=1, log=log,
+                  config=get_stage("proposals").config_class(edges=args.edges))
         wall = time.perf_counter() - start
         prop = evaluate_proposals(ProposalStore(Path(cache) / dataset.name / args.split / "proposals.h5"),
                                   dataset, args.split, progress=False)

@@ -413,6 +413,38 @@ def load_object_gt(record: ImageRecord) -> np.ndarray:
     return _check_shape(labels, path, record)
 
 
+# ----------------------------------------------------------------------------- edge maps
+EDGE_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I": 65535.0}
+"""Grey PNG modes of an edge map and the value that means "certainly a boundary"."""
+
+
+def edge_file(directory: str | os.PathLike, image_id: str) -> Path:
+    """The boundary map of an image in a folder of edge-detector outputs: ``<dir>/<id>.png``."""
+    return Path(directory) / f"{image_id}.png"
+
+
+def read_edge_map(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A learned edge detector's output (HED, structured edges, PiDiNet, ...) saved as a grey PNG,
+    brighter = stronger boundary, 8 or 16 bits -> ``(H, W) float32`` in [0, 1] (divided by the
+    largest value of its bit depth). ``shape`` ``(H, W)``: the image's size, which it must have."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in EDGE_MODES:
+                raise DataError(path, f"an edge map must be a grey PNG of 8 or 16 bits, not mode {img.mode}")
+            edges = np.asarray(img, dtype=np.float32) / EDGE_MODES[img.mode]
+    except FileNotFoundError:
+        raise DataError(path, "edge map is missing") from None
+    except DataError:
+        raise
+    except Exception as exc:  # OSError, DecompressionBombError, ...
+        raise DataError(path, f"cannot decode edge map PNG ({exc})") from None
+    if shape is not None and edges.shape != tuple(shape):
+        raise DataError(path, f"edge map is {edges.shape[1]}x{edges.shape[0]} but the image is {shape[1]}x{shape[0]}")
+    return np.clip(edges, 0.0, 1.0)
+
+
 # ----------------------------------------------------------------------------- MCG proposals
 def mcg_file(directory: str | os.PathLike, image_id: str) -> Path:
     """The official MCG file of an image: ``<dir>/<id>.mat``; VOC 2007 images inside VOC 2012

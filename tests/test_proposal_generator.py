@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sps
 
 from pseudolabel.algorithms.proposals import (
-    ProposalParams, _fill_holes, _unique_sparse_rows, decode, generate_proposals,
+    ProposalParams, _fill_holes, _normalised, _unique_sparse_rows, decode, generate_proposals,
 )
 from pseudolabel.evaluate import best_overlaps
 
@@ -45,6 +45,41 @@ def test_output_contract_and_determinism():
     assert len(rows_as_sets(M)) == M.shape[0]                        # no duplicate proposal
     sp2, M2 = generate_proposals(img)
     assert np.array_equal(sp, sp2) and (M != M2).nnz == 0
+
+
+def test_given_edges_find_objects_that_colour_cannot():
+    """Objects painted in the background's own colours are invisible to colour gradients; a
+    boundary map from elsewhere (a learned edge detector) outlining them is what finds them."""
+    rng = np.random.default_rng(1)
+    H, W = 96, 128
+    img = np.clip(rng.normal(128, 6, (H, W, 3)), 0, 255).astype(np.uint8)   # texture only
+    _, inst = drawn_scene()
+    outline = np.zeros((H, W), np.float32)
+    outline[:, 1:] += inst[:, 1:] != inst[:, :-1]
+    outline[1:] += inst[1:] != inst[:-1]
+    edges = np.minimum(outline, 1.0) * 0.8
+    found = [r.best for r in best_overlaps(*generate_proposals(img, edges=edges), inst)]
+    blind = [r.best for r in best_overlaps(*generate_proposals(img), inst)]
+    assert min(found) > 0.9 and max(blind) < 0.7, (found, blind)     # not even recall@0.7 blind
+
+
+def test_given_edges_are_normalised_like_colour_maps():
+    """Only the shape of a detector's output matters, not its calibration: the same map at a
+    quarter of the strength gives the same proposals."""
+    img, inst = drawn_scene()
+    outline = np.zeros(inst.shape, np.float32)
+    outline[:, 1:] += inst[:, 1:] != inst[:, :-1]
+    outline[1:] += inst[1:] != inst[:-1]
+    sp, M = generate_proposals(img, edges=np.minimum(outline, 1.0))
+    sp4, M4 = generate_proposals(img, edges=np.minimum(outline, 1.0) / 4)
+    assert np.array_equal(sp, sp4) and (M != M4).nnz == 0
+    # thinned edges can leave the 99th percentile at 0: the strongest edge sets the scale
+    # then, so weak and strong edges stay apart instead of all saturating
+    sparse_map = np.zeros((200, 200), np.float32)
+    sparse_map[50, 20:120] = 0.9
+    sparse_map[150, 20:120] = 0.2
+    out = _normalised(sparse_map, ProposalParams(), thinned=True)
+    assert out[50, 50] == 1.0 and out[150, 50] == pytest.approx(0.2 / 0.9) and out.max() == 1.0
 
 
 def test_drawn_objects_are_found():

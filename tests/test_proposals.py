@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from pseudolabel.catalog import load_object_gt, mcg_file, open_dataset, read_mcg_proposals
+from pseudolabel.catalog import (edge_file, load_object_gt, mcg_file, open_dataset, read_edge_map,
+                                 read_mcg_proposals)
 from pseudolabel.classes import IGNORE, VOC_CLASSES
 from pseudolabel.errors import DataError, StoreError
 from pseudolabel.evaluate import AREA_BINS, Overlap, _breakdown, best_overlaps, instance_classes
@@ -52,6 +53,65 @@ def test_mcg_file_errors_name_the_file(tmp_path):
     (tmp_path / "d.mat").write_bytes(b"not matlab")
     with pytest.raises(DataError, match=r"d\.mat: cannot read MATLAB file"):
         read_mcg_proposals(tmp_path / "d.mat")
+
+
+def test_read_edge_maps_of_8_and_16_bits(tmp_path):
+    from PIL import Image
+    Image.fromarray(np.array([[0, 255], [51, 102]], np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.array([[0, 65535], [13107, 26214]], np.uint16)).save(tmp_path / "b.png")
+    for name in ("a", "b"):
+        edges = read_edge_map(edge_file(tmp_path, name), shape=(2, 2))
+        assert edges.dtype == np.float32 and np.allclose(edges, [[0, 1], [0.2, 0.4]])
+
+
+def test_edge_map_errors_name_the_file(tmp_path):
+    from PIL import Image
+    with pytest.raises(DataError, match=r"nope\.png: edge map is missing"):
+        read_edge_map(tmp_path / "nope.png")
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match=r"rgb\.png: an edge map must be a grey PNG of 8 or 16 bits, not mode RGB"):
+        read_edge_map(tmp_path / "rgb.png")
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(DataError, match="edge map is 3x2 but the image is 4x2"):
+        read_edge_map(tmp_path / "small.png", shape=(2, 4))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=r"bad\.png: cannot decode edge map PNG"):
+        read_edge_map(tmp_path / "bad.png")
+
+
+def outline_edges(voc_root, split, edge_dir):
+    """Edge maps (8-bit PNGs) that mark the ground-truth instance outlines: a perfect detector."""
+    from PIL import Image
+    edge_dir.mkdir(exist_ok=True)
+    for r in open_dataset(voc_root).records(split):
+        inst = load_object_gt(r).astype(np.int64)
+        edge = np.zeros(inst.shape, np.uint8)
+        edge[:, 1:] |= (inst[:, 1:] != inst[:, :-1])
+        edge[1:] |= (inst[1:] != inst[:-1])
+        Image.fromarray(edge * 255).save(edge_file(edge_dir, r.image_id))
+
+
+def test_proposals_from_given_edges(voc_root, tmp_path, invoke):
+    outline_edges(voc_root, "train", tmp_path / "edges")
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    result = invoke("proposals", "--edges", tmp_path / "edges", env=env)
+    assert result.exit_code == 0, result.output
+    store = ProposalStore(tmp_path / "cache" / "VOC2012" / "train" / "proposals.h5")
+    assert store.meta["config"]["edges"] == str(tmp_path / "edges")
+    assert json.loads(invoke("-q", "evaluate-proposals", "--json", env=env).stdout)["all"]["abo"] > 0.9
+    # a missing map stops the run naming the file, or with --on-error skip fails that image only
+    first = open_dataset(voc_root).records("train")[0].image_id
+    edge_file(tmp_path / "edges", first).unlink()
+    stopped = invoke("proposals", "--edges", tmp_path / "edges", "--force", env=env)
+    assert stopped.exit_code != 0 and f"{first}.png: edge map is missing" in stopped.output
+    skipped = invoke("proposals", "--edges", tmp_path / "edges", "--force", "--on-error", "skip", env=env)
+    assert skipped.exit_code == 0, skipped.output
+    assert ProposalStore(tmp_path / "cache" / "VOC2012" / "train" / "proposals.h5").failed.keys() == {first}
+    # a folder that is not there, or two sources at once, are refused before any work
+    for args, message in ((["--edges", tmp_path / "none"], "--edges: " + str(tmp_path / "none") + " is not a folder"),
+                          (["--edges", tmp_path / "edges", "--from-mcg", tmp_path], "pass one")):
+        refused = invoke("proposals", *args, "--force", env=env)
+        assert refused.exit_code != 0 and message in refused.output
 
 
 def gt_proposals(voc_root, split, mcg_dir, grid=8):

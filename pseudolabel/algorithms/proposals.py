@@ -173,8 +173,20 @@ def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
         gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
         mag = np.sqrt((gx * gx + gy * gy).sum(axis=2))
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
-    scale = np.percentile(acc, params.boundary_percentile)
-    return np.minimum(acc / max(float(scale), 1e-6), 1.0).astype(np.float32)
+    return _normalised(acc, params)
+
+
+def _normalised(strength: np.ndarray, params: ProposalParams, thinned: bool = False) -> np.ndarray:
+    """Boundary strength divided by its ``boundary_percentile``-th percentile, clipped to [0, 1]
+    (float32): similarity terms then share one range whatever the image's contrast or the
+    detector's calibration. ``thinned``: a detector's map, whose edges may be so thin that the
+    percentile is 0; the strongest edge sets the scale then (colour maps keep their behaviour:
+    on a photo the percentile is never 0)."""
+    strength = np.asarray(strength, dtype=np.float32)
+    scale = np.percentile(strength, params.boundary_percentile)
+    if thinned and scale <= 1e-6:
+        scale = strength.max()
+    return np.minimum(strength / max(float(scale), 1e-6), 1.0).astype(np.float32)
 
 
 def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
@@ -513,7 +525,7 @@ def _unique_rows(props: np.ndarray) -> np.ndarray:
 
 
 def generate_proposals(
-    image_rgb: np.ndarray, params: ProposalParams = ProposalParams()
+    image_rgb: np.ndarray, params: ProposalParams = ProposalParams(), edges: np.ndarray | None = None
 ) -> tuple[np.ndarray, sps.csr_matrix]:
     """Segment proposals of one image.
 
@@ -521,9 +533,14 @@ def generate_proposals(
     ``sp``: (H, W) int32 finest-partition superpixel map, values 0..n-1 (every value used);
     ``M``: (P, n) CSR bool membership; row p = proposal p as a set of superpixels; no two rows
     equal, no empty rows. Deterministic.
+
+    ``edges``: optional (H, W) boundary strength in [0, 1] from elsewhere (a learned edge
+    detector: what MCG builds on). It replaces the colour-gradient main map: the superpixels
+    and the main hierarchies follow it; ``extra_maps`` still add colour hierarchies on the same
+    superpixels. Normalised like the colour map (divided by its ``boundary_percentile``).
     """
     image_rgb = np.ascontiguousarray(image_rgb, dtype=np.uint8)
-    bnd = _boundary_map(image_rgb, params)
+    bnd = _boundary_map(image_rgb, params) if edges is None else _normalised(edges, params, thinned=True)
     sp = _finest_partition(bnd, params)
     n = int(sp.max()) + 1
     if n == 1:

@@ -1,20 +1,23 @@
 """The ``proposals`` stage: MCG-style segment proposals per image, stored compactly as a
 superpixel map plus a sparse proposal x superpixel membership matrix.
 
-Either generated here (``algorithms/proposals.py``: multi-scale boundaries, a finest
-partition, several merge hierarchies, regions and adjacent pairs/triplets, holes filled,
-duplicates dropped) or converted from official precomputed MCG files with ``from_mcg``, so
-everything downstream (``evaluate-proposals``, ``refine``) is identical.
+Either generated here (``algorithms/proposals.py``: multi-scale colour boundaries, or a
+learned edge detector's maps read from ``edges``; a finest partition, several merge
+hierarchies, regions and adjacent pairs/triplets, holes filled, duplicates dropped) or
+converted from official precomputed MCG files with ``from_mcg``, so everything downstream
+(``evaluate-proposals``, ``refine``) is identical.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..algorithms.proposals import ProposalParams, generate_proposals
-from ..catalog import mcg_file, read_mcg_proposals
+from ..catalog import edge_file, mcg_file, read_edge_map, read_mcg_proposals
+from ..errors import ConfigError
 from ..records import ImageRecord
 from .base import ProposalResult, Stage
 
@@ -24,6 +27,24 @@ class ProposalConfig(ProposalParams):
     from_mcg: str = ""
     """Folder of official precomputed MCG .mat files (<id>.mat) to convert instead of
     generating proposals; empty = generate."""
+    edges: str = ""
+    """Folder of boundary maps from a learned edge detector (HED, structured edges, PiDiNet,
+    ...), one grey PNG per image (<id>.png, 8 or 16 bits, brighter = stronger boundary, the
+    image's size): the generator builds on them instead of colour gradients, as MCG does;
+    empty = colour gradients."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.from_mcg and self.edges:
+            raise ValueError("from_mcg converts finished proposals and edges feeds the generator: pass one")
+
+
+def check_folders(config: ProposalConfig) -> None:
+    """Fail before any work when a folder to read from is not there (each file is still checked
+    per image: a missing one fails, or with --on-error skip, skips that image)."""
+    for option, folder in (("--from-mcg", config.from_mcg), ("--edges", config.edges)):
+        if folder and not Path(folder).is_dir():
+            raise ConfigError(f"{option}: {folder} is not a folder")
 
 
 def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig, inputs=None) -> ProposalResult:
@@ -32,16 +53,20 @@ def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig
         sp, membership = read_mcg_proposals(mcg_file(config.from_mcg, record.image_id),
                                             shape=(record.height, record.width))
     else:
-        sp, membership = generate_proposals(image, config)
+        edges = (read_edge_map(edge_file(config.edges, record.image_id), shape=image.shape[:2])
+                 if config.edges else None)
+        sp, membership = generate_proposals(image, config, edges)
     return ProposalResult(superpixels=sp, membership=membership,
                           attrs={"seconds": round(time.perf_counter() - start, 4)})
 
 
 STAGE = Stage(
     name="proposals",
-    help="MCG-style segment proposals (superpixels + sparse membership), or official MCG "
-         ".mat files converted with --from-mcg DIR.",
+    help="MCG-style segment proposals (superpixels + sparse membership) from colour gradients "
+         "or a learned edge detector's maps (--edges DIR), or official MCG .mat files converted "
+         "with --from-mcg DIR.",
     config_class=ProposalConfig,
     process_image=process_image,
     output="proposals",
+    check=check_folders,
 )
