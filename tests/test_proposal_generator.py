@@ -10,6 +10,8 @@ from pseudolabel.algorithms.proposals import (
 )
 from pseudolabel.evaluate import best_overlaps
 
+from .synth import outline
+
 
 def drawn_scene(seed=0):
     """(96, 128, 3) uint8 photo-like scene: a shaded background, a red disc and a blue bar on
@@ -54,10 +56,7 @@ def test_given_edges_find_objects_that_colour_cannot():
     H, W = 96, 128
     img = np.clip(rng.normal(128, 6, (H, W, 3)), 0, 255).astype(np.uint8)   # texture only
     _, inst = drawn_scene()
-    outline = np.zeros((H, W), np.float32)
-    outline[:, 1:] += inst[:, 1:] != inst[:, :-1]
-    outline[1:] += inst[1:] != inst[:-1]
-    edges = np.minimum(outline, 1.0) * 0.8
+    edges = outline(inst) * 0.8
     found = [r.best for r in best_overlaps(*generate_proposals(img, edges=edges), inst)]
     blind = [r.best for r in best_overlaps(*generate_proposals(img), inst)]
     assert min(found) > 0.9 and max(blind) < 0.7, (found, blind)     # not even recall@0.7 blind
@@ -67,11 +66,8 @@ def test_given_edges_are_normalised_like_colour_maps():
     """Only the shape of a detector's output matters, not its calibration: the same map at a
     quarter of the strength gives the same proposals."""
     img, inst = drawn_scene()
-    outline = np.zeros(inst.shape, np.float32)
-    outline[:, 1:] += inst[:, 1:] != inst[:, :-1]
-    outline[1:] += inst[1:] != inst[:-1]
-    sp, M = generate_proposals(img, edges=np.minimum(outline, 1.0))
-    sp4, M4 = generate_proposals(img, edges=np.minimum(outline, 1.0) / 4)
+    sp, M = generate_proposals(img, edges=outline(inst))
+    sp4, M4 = generate_proposals(img, edges=outline(inst) / 4)
     assert np.array_equal(sp, sp4) and (M != M4).nnz == 0
     # thinned edges can leave the 99th percentile at 0: the strongest edge sets the scale
     # then, so weak and strong edges stay apart instead of all saturating

@@ -16,6 +16,8 @@ from pseudolabel.stages.proposals import ProposalConfig
 from pseudolabel.stages.refine import RefineConfig
 from pseudolabel.store import LabelStore, ProposalStore
 
+from .synth import outline
+
 
 def write_mcg(path, superpixels_1based, proposals_1based):
     """An official-format MCG file: superpixels (H, W) from 1; labels a (P, 1) cell array of
@@ -84,11 +86,8 @@ def outline_edges(voc_root, split, edge_dir):
     from PIL import Image
     edge_dir.mkdir(exist_ok=True)
     for r in open_dataset(voc_root).records(split):
-        inst = load_object_gt(r).astype(np.int64)
-        edge = np.zeros(inst.shape, np.uint8)
-        edge[:, 1:] |= (inst[:, 1:] != inst[:, :-1])
-        edge[1:] |= (inst[1:] != inst[:-1])
-        Image.fromarray(edge * 255).save(edge_file(edge_dir, r.image_id))
+        edges = outline(load_object_gt(r)).astype(np.uint8) * 255
+        Image.fromarray(edges).save(edge_file(edge_dir, r.image_id))
 
 
 def test_proposals_from_given_edges(voc_root, tmp_path, invoke):
