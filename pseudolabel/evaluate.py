@@ -207,7 +207,7 @@ class Overlap(NamedTuple):
     width: int           # the instance's tight box, pixels
     height: int
     area: int            # the instance's pixels
-    instance: int        # its value in the instance map: object ``instance - 1`` of the record
+    instance: int        # its value in the instance map (1..254)
 
 
 def best_overlaps(superpixels: np.ndarray, membership, instances: np.ndarray) -> list[Overlap]:
