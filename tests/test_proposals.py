@@ -108,6 +108,7 @@ def test_proposals_from_given_edges(voc_root, tmp_path, invoke):
     assert ProposalStore(tmp_path / "cache" / "VOC2012" / "train" / "proposals.h5").failed.keys() == {first}
     # a folder that is not there, or two sources at once, are refused before any work
     for args, message in ((["--edges", tmp_path / "none"], "--edges: " + str(tmp_path / "none") + " is not a folder"),
+                          (["--from-mcg", tmp_path / "none"], "--from-mcg: " + str(tmp_path / "none") + " is not a folder"),
                           (["--edges", tmp_path / "edges", "--from-mcg", tmp_path], "pass one")):
         refused = invoke("proposals", *args, "--force", env=env)
         assert refused.exit_code != 0 and message in refused.output
