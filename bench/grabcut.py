@@ -27,7 +27,8 @@ from pathlib import Path
 
 from pseudolabel.catalog import open_dataset
 from pseudolabel.evaluate import evaluate_store
-from pseudolabel.store import LabelStore, store_path
+from pseudolabel.layout import OutputRoot
+from pseudolabel.store import LabelStore
 
 
 def timed(stage: str, args, cache: Path, jobs: int, *extra: str) -> float:
@@ -42,7 +43,7 @@ def timed(stage: str, args, cache: Path, jobs: int, *extra: str) -> float:
 
 
 def row(name: str, stage: str, jobs: int, walls: list[float], dataset, split: str, cache: Path) -> dict:
-    store = LabelStore(store_path(cache, dataset.name, split, stage))
+    store = LabelStore(OutputRoot(cache).current(dataset.name, split, stage))
     report = evaluate_store(store, dataset, split, progress=False).report
     boxes = sum(len(r.objects) for r in dataset.records(split))
     wall = statistics.median(walls)

@@ -23,6 +23,7 @@ import numpy as np
 
 from pseudolabel.catalog import load_object_gt, open_dataset
 from pseudolabel.evaluate import MIN_INSTANCE_BOX, evaluate_proposals, evaluate_store, miou_of, paired_bootstrap
+from pseudolabel.layout import OutputRoot
 from pseudolabel.records import BadRecord
 from pseudolabel.runner import run_stage
 from pseudolabel.stages import get_stage
@@ -80,7 +81,7 @@ def main() -> int:
         run_stage("proposals", dataset, args.split, cache, jobs=1, log=log,
                   config=get_stage("proposals").config_class(edges=args.edges))
         wall = time.perf_counter() - start
-        prop = evaluate_proposals(ProposalStore(Path(cache) / dataset.name / args.split / "proposals.h5"),
+        prop = evaluate_proposals(ProposalStore(OutputRoot(cache).current(dataset.name, args.split, "proposals")),
                                   dataset, args.split, progress=False)
         prop["wall_s_jobs1"] = round(wall, 1)
         labels, stores, matrices = {}, {}, {}

@@ -1,25 +1,19 @@
-"""What is in an output root, and removing what is no longer needed.
-
-Layout (``docs/CACHE.md``)::
-
-    <cache>/<dataset>/<split>/<stage>.h5                 link to the current store of <stage>
-    <cache>/<dataset>/<split>/<stage>/<key>.h5           the store of one configuration
-    <cache>/<dataset>/<split>/<stage>/<key>.h5.partial/  journal of an interrupted run
-    <cache>/<dataset>/<split>/<stage>/<key>.shard-I-of-N.h5   a finished shard
-    <cache>/<dataset>/<split>/<stage>/<key>.h5.lock      held (flock) while a run writes
-
-``key`` is the run's cache key (``runner.cache_key``: its configuration and its upstream
-stores' keys). Nothing that a live run holds the lock of is ever removed.
+"""What is in an output root, and removing what is no longer needed (``cache list``, ``cache
+clean``). Where things live is ``layout.py``'s business; what a store holds, the store's index.
+Nothing that a live run holds the lock of is ever removed.
 """
 from __future__ import annotations
 
-import fcntl
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = ("store", "shard", "partial")
+from .errors import StoreError
+from .layout import OutputRoot, lock_path
+from .store.index import StoreIndex
+from .store.journal import lock_held
 
 
 @dataclass
@@ -51,57 +45,26 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _locked(store: Path) -> bool:
-    """A live run holds ``<store>.lock``."""
-    lock = Path(str(store) + ".lock")
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDWR)
+def _counts(entry: CacheEntry) -> None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)          # closing drops the lock we may have taken
-    return False
-
-
-def _meta(entry: CacheEntry) -> None:
-    import h5py
-    try:
-        with h5py.File(entry.path, "r") as f:
-            a = f.attrs
-            entry.images, entry.done, entry.failed = (int(a.get(k, -1)) for k in ("num_images", "num_done", "num_failed"))
-            entry.completed = str(a.get("completed", ""))
-            entry.config = str(a.get("config", ""))
-    except (OSError, ValueError):
+        index = StoreIndex.open(entry.path)
+    except StoreError:
         entry.completed = "unreadable"
+        return
+    entry.images, entry.done, entry.failed = len(index.ids), index.num_done, index.num_failed
+    entry.completed = str(index.meta.get("completed", ""))
+    entry.config = json.dumps(index.meta.get("config", ""), sort_keys=True)
 
 
 def scan(cache: str | os.PathLike) -> list[CacheEntry]:
     """Every store, shard and interrupted run under the output root, sorted by path."""
-    root = Path(cache)
     out = []
-    for stage_dir in sorted(p for p in root.glob("*/*/*") if p.is_dir()):
-        dataset, split, stage = stage_dir.relative_to(root).parts
-        link = stage_dir.parent / f"{stage}.h5"
-        current = link.resolve() if link.is_symlink() and link.exists() else None
-        for path in sorted(stage_dir.iterdir()):
-            name = path.name
-            if name.endswith(".h5.partial") and path.is_dir():
-                kind, store = "partial", path.with_name(name[:-len(".partial")])
-            elif name.endswith(".h5") and ".shard-" in name:
-                kind, store = "shard", path
-            elif name.endswith(".h5"):
-                kind, store = "store", path
-            else:
-                continue
-            entry = CacheEntry(dataset, split, stage, name.split(".")[0], kind, path,
-                               current=kind == "store" and current == path.resolve(),
-                               in_use=_locked(store), bytes=_size(path))
-            if kind != "partial":
-                _meta(entry)
-            out.append(entry)
+    for found in OutputRoot(cache).scan():
+        entry = CacheEntry(found.dataset, found.split, found.stage, found.key, found.kind, found.path,
+                           current=found.current, in_use=lock_held(found.store), bytes=_size(found.path))
+        if found.kind != "partial":
+            _counts(entry)
+        out.append(entry)
     return out
 
 
@@ -120,10 +83,9 @@ def clean(cache: str | os.PathLike, *, everything: bool = False, partial: bool =
             removed.append(e)
             if not dry_run:
                 shutil.rmtree(e.path) if e.path.is_dir() else e.path.unlink()
-                Path(str(e.path) + ".lock").unlink(missing_ok=True)
-    root = Path(cache)
-    for link in root.glob("*/*/*.h5"):
-        if not link.is_symlink() or (stage and link.stem != stage) or link.resolve() in busy:
+                lock_path(e.path).unlink(missing_ok=True)
+    for link in OutputRoot(cache).links():
+        if (stage and link.stem != stage) or link.resolve() in busy:
             continue
         if not link.exists() or everything:
             links.append(link)

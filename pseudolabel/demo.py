@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .catalog import open_dataset
 from .classes import CLASS_ID, VOC_CLASSES, voc_palette
-from .export import default_export_dir, export_png
+from .export import export_png
+from .layout import OutputRoot
 from .records import ObjectRecord
 from .runner import run_stage
 from .stages import STAGES
@@ -141,7 +142,7 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
             log(line)
         stores[name] = open_store(summary.store)
         if isinstance(stores[name], LabelStore):
-            out = default_export_dir(summary.current, name)
+            out = OutputRoot(base / "stores").export_dir(dataset.name, SPLIT, name)
             export_png(stores[name], out, progress=False)
             log(f"exported {name} PNGs to {out}")
     overlay = draw_overlay(stores, base / "overlay.png")

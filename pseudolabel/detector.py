@@ -10,8 +10,8 @@ ourselves (we never patch ``forward``):
     logits, regression = model.roi_heads.box_predictor(hidden)       # (N, K), (N, 4K)
 
 ``proposals`` is a list (one per image of the batch) of (n_i, 4) boxes ``x0, y0, x1, y1`` in
-the *network input* frame (the resized image), float. ``tests/test_detector.py`` pins these
-attribute paths and shapes.
+the *network input* frame (the resized image), float. ``tests/test_bbam.py``
+(``test_adapter_pins_torchvision_attribute_paths_and_shapes``) pins these attribute paths and shapes.
 
 Frames: an original image of H x W is resized by ``scale = min(min_size / min(H, W),
 max_size / max(H, W))`` (torchvision's rule) to ``h x w = round(H * scale) x round(W * scale)``,

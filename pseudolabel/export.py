@@ -30,12 +30,6 @@ def save_palette_png(array: np.ndarray, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def default_export_dir(current: str | os.PathLike, stage: str) -> Path:
-    """Where a stage's PNGs go unless told otherwise: ``export/<stage>`` beside its current
-    store ``<cache>/<dataset>/<split>/<stage>.h5``."""
-    return Path(current).parent / "export" / stage
-
-
 def export_png(store: LabelStore, out: str | os.PathLike, *, instances: bool = True,
                progress: bool = True, log: Callable[[str], None] = lambda s: None) -> int:
     """Write every labelled image of ``store`` under ``out``; returns the number written."""
@@ -43,9 +37,9 @@ def export_png(store: LabelStore, out: str | os.PathLike, *, instances: bool = T
     (out / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     if instances:
         (out / "SegmentationObject").mkdir(parents=True, exist_ok=True)
-    store.load_masks = instances
     bar = Progress(len(store), f"export {store.stage}", enabled=progress)
-    for sample in store:
+    for i in range(len(store)):
+        sample = store.read(i, masks=instances)
         save_palette_png(sample.label, out / "SegmentationClass" / f"{sample.image_id}.png")
         if instances:
             inst = instance_map(sample.label, sample.masks, sample.classes, sample.boxes)

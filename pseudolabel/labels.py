@@ -1,5 +1,6 @@
-"""Label-map arithmetic shared by stages, the runner and export: painting per-object masks
-into one semantic map, Box2Seg's filling rates, and instance maps.
+"""Label-map arithmetic shared by stages, the store and export: filled boxes, painting per-object
+masks into one semantic map, Box2Seg's filling rates, instance maps, and decoding proposals
+(unions of superpixels).
 
 All arrays are in the original image frame; boxes follow :mod:`pseudolabel.records`.
 """
@@ -18,13 +19,32 @@ def paint_order(boxes: np.ndarray) -> np.ndarray:
     return np.argsort(-areas, kind="stable")
 
 
+def box_mask(box, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the box filled (clipped to the image by slicing)."""
+    x0, y0, x1, y1 = (max(int(v), 0) for v in box)
+    mask = np.zeros(shape, dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
 def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(K, H, W) bool: each box filled."""
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     masks = np.zeros((len(boxes), *shape), dtype=bool)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        masks[k, y0:y1, x0:x1] = True
+    for k, box in enumerate(boxes):
+        masks[k] = box_mask(box, shape)
     return masks
+
+
+def proposal_union(superpixels: np.ndarray, membership, rows) -> np.ndarray:
+    """(H, W) bool union of the proposals ``rows`` of a (P, n) CSR ``membership`` over the
+    superpixel map ``superpixels`` (ids 0..n-1): a lookup table over superpixel ids, so no
+    proposal is decoded pixel by pixel."""
+    lut = np.zeros(membership.shape[1], dtype=bool)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows):
+        lut[np.unique(membership[rows].indices)] = True
+    return lut[superpixels]
 
 
 def paint_smaller_on_top(masks: np.ndarray, classes: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -27,15 +27,14 @@ file, the step and the key.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import config_from_mapping
 from .errors import ConfigError
 
 TOP_KEYS = {"name", "description", "split", "jobs", "data_root", "step"}
@@ -67,38 +66,12 @@ class Recipe:
     steps: tuple[Step, ...] = field(default_factory=tuple)
 
 
-def _check_type(where: str, name: str, value: Any, kind: Any) -> Any:
-    """TOML value -> the config field's type, or a ConfigError naming it."""
-    if typing.get_origin(kind) is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    ok = {bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str)}.get(kind)
-    if ok is not None and not ok(value):
-        raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
-    return float(value) if kind is float else value
-
-
 def stage_config(stage_name: str, values: dict[str, Any], where: str):
-    """A stage's config dataclass from recipe values (unknown keys and wrong types named)."""
+    """A stage's config dataclass from recipe values (``config.config_from_mapping``: unknown keys
+    and bad values named, after ``where``)."""
     from .stages import get_stage
-    config_class = get_stage(stage_name).config_class
-    hints = typing.get_type_hints(config_class)
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    kwargs = {}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in fields:
-            raise ConfigError(f"{where}: unknown option {key!r} for stage {stage_name!r}; "
-                              f"known: {', '.join(sorted(fields))}")
-        kwargs[name] = _check_type(where, key, value, hints[name])
-    try:
-        return config_class(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: invalid configuration for {stage_name!r}: {exc}") from None
+    return config_from_mapping(get_stage(stage_name).config_class, values, where=f"{where}: ",
+                               what=f"stage {stage_name!r}")
 
 
 def parse_set(assignments: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
@@ -182,47 +155,80 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, dict[str, Any]] | 
 EXPORT_MANIFEST = "export.json"
 
 
-def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool, log) -> str:
-    from .export import default_export_dir, export_png
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did: ``skipped`` when its output was up to date."""
+
+    step: str
+    skipped: bool
+    store: str | None = None
+    line: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"step": self.step, "skipped": self.skipped}
+        if self.store is not None:
+            out["store"] = self.store
+        return out
+
+
+def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool) -> StepResult:
+    from .export import export_png
+    from .layout import OutputRoot
     from .store import LabelStore
-    from .store.schema import store_path
-    current = store_path(cache, dataset.name, split, step.stage)
+    root = OutputRoot(cache)
+    current = root.current(dataset.name, split, step.stage)
     if not current.exists():
         raise ConfigError(f"export {step.stage}: {current} does not exist; put a `stage = \"{step.stage}\"` "
                           f"step before it")
     store = LabelStore(current)
-    out = Path(step.out) if step.out else default_export_dir(current, step.stage)
+    out = Path(step.out) if step.out else root.export_dir(dataset.name, split, step.stage)
     identity = {"store": str(current.resolve()), "cache_key": store.meta.get("cache_key", ""),
                 "completed": store.meta.get("completed", ""), "instances": step.instances}
     manifest = out / EXPORT_MANIFEST
     if not force and manifest.exists():
         try:
             if json.loads(manifest.read_text()) == identity:
-                return f"export {step.stage}: nothing to do, {out} holds this store's export"
+                return StepResult(step.describe(), True, line=f"export {step.stage}: nothing to do, {out} holds "
+                                                              f"this store's export")
         except ValueError:
             pass
     manifest.unlink(missing_ok=True)
     n = export_png(store, out, instances=step.instances, progress=progress)
     manifest.write_text(json.dumps(identity, indent=2) + "\n")
-    return f"export {step.stage}: {n} images to {out}"
+    return StepResult(step.describe(), False, line=f"export {step.stage}: {n} images to {out}")
+
+
+def _stage_step(step: Step, dataset, split: str, cache, *, jobs: int, force: bool, on_error: str, progress: bool,
+                log, backend: str, retry_failed: bool) -> StepResult:
+    from .runner import run_on_devices, run_stage
+    if step.gpus:
+        summary = run_on_devices(step.stage, step.config, dataset, split, cache, list(step.gpus), jobs=jobs,
+                                 force=force, on_error=on_error, progress=progress, log=log,
+                                 retry_failed=retry_failed)
+    else:
+        summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
+                            on_error=on_error, progress=progress, log=log, backend=backend,
+                            retry_failed=retry_failed)
+    for line in summary.lines():
+        log(line)
+    return StepResult(step.describe(), summary.nothing_to_do, store=str(summary.store))
 
 
 def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLike, split: str | None = None,
                jobs: int | None = None, force: bool = False, on_error: str = "fail", progress: bool = True,
                log: Callable[[str], None] = lambda s: None, backend: str = "loky",
-               retry_failed: bool = False) -> list[dict[str, Any]]:
-    """Run the steps in order; returns one record per step (what ran, what was skipped).
+               retry_failed: bool = False) -> list[StepResult]:
+    """Run the steps in order; returns what each step did (ran, or skipped as up to date).
     ``retry_failed``: stage steps with a finished store redo only its failed images (see
     ``run_stage``); exports of stores that changed are redone.
     ``backend="dask"`` sends the images of stage steps without ``gpus`` to the dask cluster of
     the current client."""
     from .catalog import open_dataset
-    from .runner import run_stage
+    from .stages import get_stage
     dataset = open_dataset(data_root or recipe.data_root)
     split = split or recipe.split
     jobs = recipe.jobs if jobs is None else jobs
     log(f"recipe {recipe.name} ({recipe.path}): {len(recipe.steps)} steps on {dataset.root} [{split}]")
-    from .stages import get_stage
     for step in recipe.steps:                # e.g. missing detector weights: before any work
         if step.kind == "stage":
             get_stage(step.stage).check(step.config)
@@ -230,29 +236,12 @@ def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLik
     for n, step in enumerate(recipe.steps, start=1):
         log(f"step {n}/{len(recipe.steps)}: {step.describe()}")
         if step.kind == "export":
-            line = _export(step, dataset, split, cache, force, progress, log)
-            log(line)
-            done.append({"step": step.describe(), "skipped": "nothing to do" in line})
-            continue
-        if step.gpus:
-            from .runner import stage_target
-            from .scaleout import run_on_devices
-            skipped = not force and stage_target(step.stage, step.config, dataset, split, cache)[2].exists()
-            if skipped and retry_failed:
-                from .store import open_store
-                from .store.schema import store_path
-                skipped = not open_store(store_path(cache, dataset.name, split, step.stage)).failed
-            store = run_on_devices(step.stage, step.config, dataset, split, cache, list(step.gpus),
-                                   jobs=jobs, force=force, on_error=on_error, log=log,
-                                   retry_failed=retry_failed)
-            done.append({"step": step.describe(), "store": str(store), "skipped": skipped})
-            continue
-        summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
-                            on_error=on_error, progress=progress, log=log, backend=backend,
-                            retry_failed=retry_failed)
-        for line in summary.lines():
-            log(line)
-        done.append({"step": step.describe(), "store": str(summary.store), "skipped": summary.nothing_to_do})
-    ran = [d["step"] for d in done if not d["skipped"]]
+            result = _export(step, dataset, split, cache, force, progress)
+            log(result.line)
+        else:
+            result = _stage_step(step, dataset, split, cache, jobs=jobs, force=force, on_error=on_error,
+                                 progress=progress, log=log, backend=backend, retry_failed=retry_failed)
+        done.append(result)
+    ran = [d.step for d in done if not d.skipped]
     log(f"recipe {recipe.name}: " + (f"ran {', '.join(ran)}" if ran else "nothing to do, every step is up to date"))
     return done

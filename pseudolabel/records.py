@@ -9,7 +9,7 @@ torchvision detectors use. The catalog converts VOC's 1-based inclusive XML corn
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,7 +73,6 @@ class BadRecord:
     image_id: str
     path: str
     problem: str
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def reason(self) -> str:

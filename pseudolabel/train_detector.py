@@ -40,6 +40,7 @@ import torch
 
 from .catalog import Dataset, load_image
 from .classes import NUM_CLASSES, VOC_CLASSES
+from .config import Checked, option
 from .detector import (COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, build_model, coco_to_voc, read_checkpoint,
                        torch_hub_checkpoints)
 from .errors import ConfigError
@@ -48,15 +49,15 @@ from .records import ImageRecord
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     init: str = "coco"
     """Starting weights: coco (torchvision's COCO detector, predictor mapped to VOC), imagenet
     (ImageNet ResNet-50 backbone, rest random), none (random), or a checkpoint PATH."""
-    epochs: int = 12
+    epochs: int = option(12, ge=1)
     """Passes over the split."""
-    batch_size: int = 2
+    batch_size: int = option(2, ge=1)
     """Images per iteration."""
-    lr: float = 0.01
+    lr: float = option(0.01, gt=0)
     """Base learning rate (0.02 for 16 images per batch in torchvision's reference, scaled)."""
     lr_steps: tuple[int, ...] = (8, 11)
     """Epochs at which the learning rate is multiplied by 0.1."""
@@ -70,13 +71,9 @@ class TrainConfig:
     """Input short side (as BBAM)."""
     max_size: int = 1333
     """Input long side at most."""
-    trainable_layers: int = 3
+    trainable_layers: int = option(3, ge=0, le=5)
     """ResNet stages trained (5 = all; torchvision's default for fine-tuning is 3)."""
     seed: int = 0
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.trainable_layers <= 5:
-            raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= trainable_layers <= 5")
 
 
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pseudolabel.algorithms.bbam import (BBAMParams, compose_label, initial_mask, jitter_boxes,
+from pseudolabel.algorithms.bbam import (BBAMParams, bbam_label, initial_mask, jitter_boxes,
                                          map_to_original, maps_to_masks, mask_stride, optimise_masks,
                                          select_positives)
 from pseudolabel.catalog import open_dataset
@@ -221,7 +221,7 @@ def test_compose_label_ignore_bands_conflicts_and_nesting():
     tight[2, 0:20, 18:30] = True
     tight[3, 5:10, 20:25] = True                         # box 3 inside box 2: wins its pixels
     loose[0, 0:12, 0:12] = True
-    label = compose_label(tight, loose | tight, boxes, classes)
+    label = bbam_label(tight, loose | tight, boxes, classes)
     assert (label[5:10, 5:10] == IGNORE).all()           # cross-class conflict
     assert (label[0:5, 0:5] == 1).all() and (label[10:15, 10:15] == 2).all()
     assert (label[5:10, 20:25] == 4).all() and label[0, 19] == 3

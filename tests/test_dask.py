@@ -6,7 +6,7 @@ import pytest
 from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import ConfigError
 from pseudolabel.runner import run_stage
-from pseudolabel.scaleout import backend_context, dask_client
+from pseudolabel.runner import backend_context, dask_client
 
 from .conftest import store_contents
 

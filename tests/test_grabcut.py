@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pseudolabel.algorithms.grabcut import GUARDS, GrabCutParams, compose_label, grabcut_object
+from pseudolabel.algorithms.grabcut import GUARDS, GrabCutParams, grabcut_label, grabcut_object
 from pseudolabel.catalog import open_dataset
 from pseudolabel.classes import CLASS_ID, IGNORE
 from pseudolabel.errors import ConfigError
@@ -115,14 +115,14 @@ def test_label_composition_rule():
     image = scene()
     truth, box = disk(image, 80, 60, 30)
     mask, guards = grabcut_object(image, box, GrabCutParams(), seed=0)
-    label = compose_label(image.shape, [box], [15], [mask], GrabCutParams(), guards=[guards])
+    label = grabcut_label(image.shape, [box], [15], [mask], GrabCutParams(), guards=[guards])
     inner = cv2.erode(truth.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     assert (label[inner] == 15).all()               # the object's core is committed
     assert (label[~cv2.dilate(truth.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)] == 0).all()
     assert (label == IGNORE).any()                  # an uncertain band along the boundary
     # a fallback object: box centre committed, outer ring of the box ignored
     box2 = (10, 10, 60, 60)
-    fb = compose_label(image.shape, [box2], [8], [np.pad(np.ones((50, 50), bool), ((10, 60), (10, 100)))],
+    fb = grabcut_label(image.shape, [box2], [8], [np.pad(np.ones((50, 50), bool), ((10, 60), (10, 100)))],
                        GrabCutParams(), guards=[("collapsed",)])
     assert fb[35, 35] == 8 and fb[11, 11] == IGNORE and fb[70, 70] == 0
 
@@ -189,7 +189,7 @@ def test_deterministic_and_jobs_independent(voc_root, tmp_path):
 
 def test_invalid_configuration_is_refused(invoke, voc_root):
     result = invoke("grabcut", "--data-root", voc_root, "--collapse-frac", "0.99")
-    assert result.exit_code == 1 and "invalid GrabCutConfig" in result.output and "collapse_frac" in result.output
+    assert result.exit_code == 1 and "--collapse-frac: must be below explode_frac (0.95), got 0.99" in result.output
     with pytest.raises(ValueError, match="iterations"):
         GrabCutConfig(iterations=0)
     assert issubclass(ConfigError, Exception)

@@ -6,9 +6,14 @@ import pytest
 import scipy.sparse as sps
 
 from pseudolabel.algorithms.proposals import (
-    ProposalParams, _fill_holes, _normalised, _unique_sparse_rows, decode, generate_proposals,
+    ProposalParams, _fill_holes, _normalised, _unique_sparse_rows, generate_proposals,
 )
 from pseudolabel.evaluate import best_overlaps
+from pseudolabel.labels import proposal_union
+
+
+def decode(sp, M, p):
+    return proposal_union(sp, M, [p])
 
 from .synth import outline
 
@@ -131,10 +136,11 @@ def test_unique_sparse_rows_drops_exact_duplicates_only():
 @pytest.mark.parametrize("option, value, message", [
     ("--extra-maps", "[[1, 2]]", "three non-negative Lab channel weights"),
     ("--extra-maps", "[[0, 0, 0]]", "not all zero"),
-    ("--lab-weights", "[1, -1, 1]", "lab_weights"),
-    ("--extra-maps", "[0, 1, 1]", "extra_maps"),
+    ("--lab-weights", "[1, -1, 1]", "--lab-weights: a boundary map is three"),
+    ("--extra-maps", "[0, 1, 1]", "--extra-maps: must be a list of lists"),
     ("--strategies", "[[1, 0, 0]]", "each is 6 weights"),
-    ("--scales", "[]", "scales must be positive"),
+    ("--scales", "[]", "--scales: must not be empty"),
+    ("--scales", "[1, 0]", "--scales: must be > 0, got 0.0"),
     ("--extra-maps", "[[0, 1, 1]", "--extra-maps: not a JSON list"),
 ])
 def test_bad_generator_options_are_refused_with_the_reason(invoke, voc_root, option, value, message):

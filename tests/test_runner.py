@@ -12,8 +12,9 @@ from PIL import Image
 
 from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import DataError, StoreError
-from pseudolabel.runner import run_stage, stage_target
-from pseudolabel.store import LabelStore, partial_dir
+from pseudolabel.layout import journal_dir as partial_dir
+from pseudolabel.runner import resolve_target, run_stage
+from pseudolabel.store import LabelStore
 from pseudolabel.store.reader import describe
 
 from .conftest import store_contents
@@ -24,7 +25,7 @@ def keyed(stage, root, split, cache, config=None):
     """The keyed store path a run of ``stage`` with ``config`` writes."""
     from pseudolabel.stages import get_stage
     config = config if config is not None else get_stage(stage).config_class()
-    return stage_target(stage, config, open_dataset(root), split, cache)[2]
+    return resolve_target(stage, config, open_dataset(root), split, cache).store
 
 
 def test_jobs_1_and_2_give_identical_stores(voc_root, tmp_path):
@@ -275,7 +276,7 @@ def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(t
     run again with --force, uninterrupted."""
     import random
 
-    from pseudolabel.scaleout import config_args
+    from .helpers import config_args
     from pseudolabel.stages import get_stage
     n, upstream, kwargs = KILL_CASES[stage]
     root = make_voc_tree(tmp_path / "VOC2012", n_images=n, size=(120, 160))
@@ -285,7 +286,7 @@ def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(t
     config = get_stage(stage).config_class(**kwargs)
     cmd = [sys.executable, "-m", "pseudolabel", "-q", stage, "--data-root", str(root),
            "--cache", str(cache), "--split", "trainval", *config_args(config)]
-    store = stage_target(stage, config, open_dataset(root), "trainval", cache)[2]
+    store = resolve_target(stage, config, open_dataset(root), "trainval", cache).store
     journal = partial_dir(store)
     kills = 0
     for point in sorted(random.Random(stage).sample(range(2, n - 2), 3)):

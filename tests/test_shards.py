@@ -5,7 +5,8 @@ import pytest
 
 from pseudolabel.catalog import open_dataset
 from pseudolabel.errors import StoreError
-from pseudolabel.runner import merge_shards, run_stage, shard_path, stage_target
+from pseudolabel.layout import shard_path
+from pseudolabel.runner import merge_shards, resolve_target, run_stage
 from pseudolabel.store import LabelStore
 
 from .conftest import store_contents
@@ -41,14 +42,14 @@ def test_merge_refuses_shards_of_different_configurations(voc_root, tmp_path):
     # each configuration has its own key: shards of two never mix
     with pytest.raises(StoreError, match="shard stores of 2 configurations .*pass --key"):
         merge_shards("grabcut", ds, "train", tmp_path, 2)
-    key = stage_target("grabcut", cfg(iterations=1), ds, "train", tmp_path)[1]
+    key = resolve_target("grabcut", cfg(iterations=1), ds, "train", tmp_path).identity.key
     with pytest.raises(StoreError, match=r"shard-1-of-2\.h5 not finished"):
         merge_shards("grabcut", ds, "train", tmp_path, 2, key=key)
 
 
 def test_merge_refuses_shards_of_different_data(voc_root, tmp_path):
     import shutil
-    from pseudolabel.runner import shard_path as sp
+    from pseudolabel.layout import shard_path as sp
     ds = open_dataset(voc_root)
     a = run_stage("boxes", ds, "train", tmp_path / "a", progress=False, shard=(0, 2)).store
     other = voc_root.parent / "elsewhere" / "VOC2012"

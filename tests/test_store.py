@@ -11,7 +11,8 @@ from pseudolabel.classes import NUM_CLASSES
 from pseudolabel.errors import StoreError
 from pseudolabel.labels import box_masks, filling_rates, paint_smaller_on_top
 from pseudolabel.runner import run_stage
-from pseudolabel.store import FORMAT_VERSION, LabelStore, describe, partial_dir
+from pseudolabel.layout import journal_dir as partial_dir
+from pseudolabel.store import FORMAT_VERSION, LabelStore, describe
 from pseudolabel.store.journal import Journal
 
 
@@ -120,14 +121,14 @@ def test_torch_dataset_reroots_images(voc_root, boxes_store, tmp_path):
 def test_precompressed_chunks_read_back_through_plain_hdf5(tmp_path, shape, dtype):
     """Workers compress chunks themselves (shuffle + deflate, as HDF5's filters would); any
     HDF5 reader must decode them to the original values."""
-    from pseudolabel.store.schema import ChunkedArray, _write_chunked
+    from pseudolabel.store.schema import ChunkedArray
 
     rng = np.random.default_rng(0)
     array = (rng.random(shape) * (1 if dtype == np.float16 else 255)).astype(dtype)
     encoded = ChunkedArray.encode(array)
     assert (encoded.decode() == array).all() and encoded.decode().shape == shape
     with h5py.File(tmp_path / "x.h5", "w") as f:
-        _write_chunked(f, "a", encoded)
+        encoded.write(f, "a")
     with h5py.File(tmp_path / "x.h5", "r") as f:
         ds = f["a"]
         assert ds.dtype == dtype and ds.shape == shape

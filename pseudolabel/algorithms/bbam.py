@@ -1,5 +1,5 @@
-"""BBAM: bounding-box attribution maps (Lee et al., CVPR 2021), as ``../shared/docs/bbam.md``
-states the method, with the published code's defects left out.
+"""BBAM: bounding-box attribution maps (Lee et al., CVPR 2021), as the paper and the published code
+(``jbeomlee93/BBAM``) run the method, with the published code's defects left out (``docs/BBAM.md``).
 
 For one image with K ground-truth boxes (original frame, 0-based half-open ``x0, y0, x1, y1``):
 
@@ -27,7 +27,7 @@ For one image with K ground-truth boxes (original frame, 0-based half-open ``x0,
    but the speed. Weights are frozen. ``reference=True`` runs the published loop instead: one
    box at a time, the image re-prepared every step, weight gradients on, float32.
 4. The map, upsampled to the original frame, is what the store keeps; ``maps_to_masks`` turns
-   it into tight / loose masks and ``compose_label`` into the semantic label (see there).
+   it into tight / loose masks and ``bbam_label`` into the semantic label (see there).
 """
 from __future__ import annotations
 
@@ -42,22 +42,23 @@ import torch
 import torch.nn.functional as F
 
 from ..classes import IGNORE
+from ..config import Checked, OptionError, option
 
 
 @dataclass(frozen=True)
-class BBAMParams:
-    """Every constant of BBAM, with the published values (``docs`` names their source)."""
+class BBAMParams(Checked):
+    """Every constant of BBAM, with the published values."""
 
-    # -- proposals and positives (doc section 2) --
-    num_jitter: int = 1000
+    # -- proposals and positives (step 2 of the module docstring) --
+    num_jitter: int = option(1000, ge=1)
     """Jittered copies of each GT box."""
     jitter: float = 0.3
     """Each corner moves by U(-jitter, jitter) times the box width (x) or height (y)."""
-    iou_levels: tuple[float, ...] = (0.9, 0.85, 0.8)
+    iou_levels: tuple[float, ...] = option((0.9, 0.85, 0.8), gt=0, lt=1, nonempty=True)
     """IoU cascade of the released code: the first level with more than max_positives wins."""
-    max_positives: int = 100
+    max_positives: int = option(100, ge=1)
     """Positives kept per box."""
-    # -- mask optimisation (doc section 3) --
+    # -- mask optimisation (step 3) --
     stride_min: float = 16.0
     """Mask stride for a tiny box (input pixels per mask cell)."""
     stride_range: float = 48.0
@@ -74,16 +75,16 @@ class BBAMParams:
     """beta: exponent of the absolute neighbour differences in the TV term."""
     lr: float = 0.02
     """Adam learning rate (no schedule)."""
-    steps: int = 300
+    steps: int = option(300, ge=0)
     """Adam steps (no early stop)."""
     min_size: int = 800
     """Network input: short side (torchvision's rule; the paper's 800)."""
     max_size: int = 1333
     """Network input: long side at most."""
-    # -- maps to labels (doc section 4) --
-    tight_rank: float = 0.85
+    # -- maps to labels (step 4) --
+    tight_rank: float = option(0.85, lt=1)
     """theta_fg: the top (1 - tight_rank) of a box's pixels by map value seed the tight mask."""
-    loose_rank: float = 0.2
+    loose_rank: float = option(0.2, gt=0)
     """theta_bg: the top (1 - loose_rank) seed the loose mask."""
     crf_iterations: int = 10
     """Dense CRF mean-field iterations."""
@@ -106,9 +107,9 @@ class BBAMParams:
     fallback_confidences: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
     """Box-shaped priors of increasing confidence the fallback CRF is re-run from."""
     # -- speed (no effect on the method) --
-    batch_boxes: int = 8
+    batch_boxes: int = option(8, ge=1)
     """Boxes optimised together in one batch."""
-    batch_images: int = 1
+    batch_images: int = option(1, ge=1)
     """Photos of the same size whose boxes share those batches (the runner hands them to the
     stage together); for GPUs, where photos with one or two boxes leave a batch mostly empty."""
     amp: bool = False
@@ -117,6 +118,10 @@ class BBAMParams:
     """The published loop: one box at a time, image re-prepared every step, weight gradients on."""
     seed: int = 0
     """Seed of the jitter; box k of an image uses seed + k."""
+
+    def validate(self) -> None:
+        if not self.loose_rank < self.tight_rank:
+            raise OptionError("loose_rank", f"must be below tight_rank ({self.tight_rank:g}), got {self.loose_rank:g}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +333,7 @@ def map_to_original(mask: np.ndarray, input_size: tuple[int, int], shape: tuple[
 # ---------------------------------------------------------------------------------------------
 # 4. maps to masks and labels
 # ---------------------------------------------------------------------------------------------
-STATUSES = ("map", "fallback", "no_positives_fallback", "box")
+MASK_STATUSES = ("map", "fallback", "no_positives_fallback", "box")
 """How each object's tight mask was made: from its map; from a box prior because the map's
 foreground was tiny; from a box prior because the box had no positives (no map); the filled box
 because even the box prior gave nothing (never silent: recorded per object)."""
@@ -357,11 +362,11 @@ def _seed(values: np.ndarray, rank: float, sigma: float) -> np.ndarray:
 
 def maps_to_masks(image: np.ndarray, maps: np.ndarray, boxes: np.ndarray, has_map: np.ndarray,
                   strides: np.ndarray, params: BBAMParams, crf) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Tight and loose (K, H, W) bool masks and a status per object (:data:`STATUSES`).
+    """Tight and loose (K, H, W) bool masks and a status per object (:data:`MASK_STATUSES`).
 
     ``maps`` (K, H, W) in the original frame; ``strides`` the mask strides in original pixels
     (they size the smoothing: sigma = stride / 4). Each map is cut to its box; CRF runs on the
-    box crop. Fallback (doc section 4): no positives, or a tight foreground of at most
+    box crop. Fallback (published code): no positives, or a tight foreground of at most
     ``tiny_fg_frac`` of a box covering at most ``small_box_frac`` of the image: the CRF is
     re-run from box-shaped priors of increasing confidence (on the box with a margin of half
     its size, so the prior has an outside) until the foreground exceeds ``tiny_fg_frac`` of
@@ -413,8 +418,8 @@ def _inside(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3] and (a != b).any())
 
 
-def compose_label(tight: np.ndarray, loose: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 semantic label from per-object masks (doc section 4):
+def bbam_label(tight: np.ndarray, loose: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 semantic label from per-object masks (as the published code composes them):
     1. each tight mask paints its class;
     2. a pixel claimed by tight masks of two different classes is 255, unless one of the two
        boxes lies entirely inside the other: the inner box's class wins;

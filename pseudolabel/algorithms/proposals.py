@@ -1,8 +1,9 @@
 """MCG-style segment proposals in pure Python (numpy / scipy / scikit-image / OpenCV).
 
-No learned edge detector: boundary strength comes from multi-scale colour gradients. The output
-is the compact form used by the BBAM refinement rule (docs/mcg.md): a superpixel map ``sp`` and a
-sparse proposal x superpixel membership matrix ``M``.
+Boundary strength comes from multi-scale colour gradients, or from a learned edge detector's
+map when the caller passes one (``generate_proposals(..., edges)``). The output is the compact
+form the BBAM refinement rule reads (``docs/PROPOSALS.md``): a superpixel map ``sp`` and a sparse
+proposal x superpixel membership matrix ``M``.
 
 Conventions
 -----------
@@ -51,15 +52,17 @@ import scipy.sparse as sps
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
+from ..config import Checked, OptionError, option
+
 _TERMS = ("boundary", "lab", "hsv", "texture", "size", "fill")
 """Names of the similarity terms, in the order of the weights in ``ProposalParams.strategies``."""
 
 
 @dataclass(frozen=True)
-class ProposalParams:
+class ProposalParams(Checked):
     """Every tunable of the proposal generator. Defaults measured on coco128-voc-dev (train)."""
 
-    scales: tuple[float, ...] = (1.0, 0.5, 0.25)
+    scales: tuple[float, ...] = option((1.0, 0.5, 0.25), gt=0, nonempty=True)
     """Image scales of the gradient computation (MCG: 2, 1, 0.5). Coarse scales see object-level
     contrast and suppress texture; scale 2 added nothing over 1 at 4x the cost. Adding 0.125
     raised ABO (with ``lab_weights`` (1, 2, 2): 0.678 -> 0.689) but gives coarser superpixels and
@@ -85,12 +88,12 @@ class ProposalParams:
     watershed_sigma: float = 1.0
     """Smoothing (px) of the boundary map before its local minima seed the watershed: larger
     values give fewer, coarser superpixels (2: ~1500, 1: ~3600 before the size merge)."""
-    min_region_size: int = 64
+    min_region_size: int = option(64, ge=1)
     """Superpixels smaller than this many pixels are merged into the neighbour across their
     weakest boundary: removes noise regions and keeps the hierarchies' loops short."""
-    colour_bins: int = 16
+    colour_bins: int = option(16, ge=2)
     """Histogram bins per colour channel (Lab and HSV)."""
-    start_k: tuple[float, ...] = (40.0, 160.0)
+    start_k: tuple[float, ...] = option((40.0, 160.0), ge=0)
     """Felzenszwalb-Huttenlocher threshold constants (boundary strength x pixels) of the start
     partitions that the hierarchies grow from, one set of hierarchies per value (selective
     search's diversification by initial segmentation): 40 gives ~700, 160 ~150 start regions on a
@@ -113,41 +116,15 @@ class ProposalParams:
     """Cut levels at which connected triplets of regions become proposals (MCG: pairs give most
     of the gain, triplets a little)."""
 
-    def __post_init__(self):
-        # lists (from Python callers or JSON) become the tuples a frozen, hashable config holds,
-        # and whole numbers in float fields floats, so that [0, 1, 1] and the default
-        # (0.0, 1.0, 1.0) are one configuration (one cache key)
-        def floats(values):
-            return tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                         for v in values)
-
-        for name in ("scales", "lab_weights", "start_k"):
-            object.__setattr__(self, name, floats(getattr(self, name)))
-        for name in ("pair_levels", "triplet_levels"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("extra_maps", "strategies"):
-            object.__setattr__(self, name, tuple(floats(v) if isinstance(v, (list, tuple)) else v
-                                                 for v in getattr(self, name)))
-
-        def numbers(values):
-            return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-
+    def validate(self) -> None:
         maps = [("lab_weights", self.lab_weights)] + [("extra_maps", m) for m in self.extra_maps]
         for name, w in maps:
-            if not (isinstance(w, tuple) and len(w) == 3 and numbers(w)) or min(w) < 0 or not any(w):
-                got = list(w) if isinstance(w, tuple) else w
-                raise ValueError(f"{name}: a boundary map is three non-negative Lab channel "
-                                 f"weights, not all zero, e.g. [0, 1, 1]; got {got!r}")
-        if not self.scales or not numbers(self.scales) or min(self.scales) <= 0:
-            raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
-        if not numbers(self.start_k) or (self.start_k and min(self.start_k) < 0):
-            raise ValueError(f"start_k must be numbers >= 0, got {list(self.start_k)}")
+            if len(w) != 3 or min(w) < 0 or not any(w):
+                raise OptionError(name, f"a boundary map is three non-negative Lab channel weights, not all "
+                                        f"zero, e.g. [0, 1, 1]; got {list(w)!r}")
         for w in self.strategies:
-            if not isinstance(w, tuple) or len(w) != len(_TERMS) or not numbers(w):
-                raise ValueError(f"strategies: each is {len(_TERMS)} weights "
-                                 f"({', '.join(_TERMS)}), got {w!r}")
-        if self.min_region_size < 1 or self.colour_bins < 2:
-            raise ValueError("min_region_size must be >= 1 and colour_bins >= 2")
+            if len(w) != len(_TERMS):
+                raise OptionError("strategies", f"each is {len(_TERMS)} weights ({', '.join(_TERMS)}), got {list(w)!r}")
 
 
 # -----------------------------------------------------------------------------------------------
@@ -605,10 +582,3 @@ def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
             leader = r
     keep &= nnz > 0
     return M[np.nonzero(keep)[0]]
-
-
-def decode(sp: np.ndarray, M: sps.csr_matrix, p: int) -> np.ndarray:
-    """(H, W) bool mask of proposal ``p``: a lookup table over superpixel ids applied to ``sp``."""
-    lut = np.zeros(M.shape[1], bool)
-    lut[M.indices[M.indptr[p]:M.indptr[p + 1]]] = True
-    return lut[sp]

@@ -28,20 +28,23 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sparse
 
+from ..config import Checked, option
+from ..labels import box_masks, proposal_union
+
 # statuses of refine_masks, per object
 REFINED = "refined"
 SMALL_BOX = "small_box"
 NO_PROPOSAL = "no_proposal"
-STATUSES = (REFINED, SMALL_BOX, NO_PROPOSAL)
+REFINE_STATUSES = (REFINED, SMALL_BOX, NO_PROPOSAL)
 
 
 @dataclass(frozen=True)
-class RefineParams:
+class RefineParams(Checked):
     min_box: int = 32
     """Boxes whose width or height is below this many pixels are left as they are."""
-    contain_frac: float = 0.95
+    contain_frac: float = option(0.95, gt=0, le=1)
     """A proposal is "contained" in the mask when more than this share of its pixels lie in it."""
-    inbox_frac: float = 0.95
+    inbox_frac: float = option(0.95, gt=0, le=1)
     """The best-IoU pick is taken among proposals with more than this share of pixels in the box."""
 
 
@@ -54,13 +57,6 @@ def superpixel_counts(sp: np.ndarray, masks: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def box_masks_like(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    masks = np.zeros((len(boxes), *shape), dtype=bool)
-    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.int64).reshape(-1, 4)):
-        masks[k, y0:y1, x0:x1] = True
-    return masks
-
-
 def proposal_stats(sp: np.ndarray, M: sparse.csr_matrix, masks: np.ndarray, boxes: np.ndarray):
     """Exact per-proposal counts for K objects: ``(area (P,), inter (P, K), inbox (P, K),
     outside (P, K))`` where ``outside`` counts superpixels of the proposal that lie entirely
@@ -68,7 +64,7 @@ def proposal_stats(sp: np.ndarray, M: sparse.csr_matrix, masks: np.ndarray, boxe
     n = M.shape[1]
     area_sp = np.bincount(sp.ravel(), minlength=n).astype(np.int64)
     t = superpixel_counts(sp, masks, n)
-    c = superpixel_counts(sp, box_masks_like(boxes, sp.shape), n)
+    c = superpixel_counts(sp, box_masks(boxes, sp.shape), n)
     Mi = M.astype(np.int64)
     area = Mi @ area_sp
     inter = np.asarray(Mi @ t)
@@ -77,19 +73,11 @@ def proposal_stats(sp: np.ndarray, M: sparse.csr_matrix, masks: np.ndarray, boxe
     return area, inter, inbox, outside
 
 
-def decode_union(sp: np.ndarray, M: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
-    """(H, W) bool union of the proposals ``rows``: a lookup table over superpixel ids."""
-    lut = np.zeros(M.shape[1], dtype=bool)
-    if len(rows):
-        lut[np.unique(M[rows].indices)] = True
-    return lut[sp]
-
-
 def refine_masks(masks: np.ndarray, boxes: np.ndarray, sp: np.ndarray, M: sparse.csr_matrix,
                  params: RefineParams = RefineParams()) -> tuple[np.ndarray, list[str]]:
     """Apply the rule to K masks of one image. ``masks`` (K, H, W) bool, ``boxes`` (K, 4)
     0-based half-open, ``sp`` (H, W) superpixel ids 0..n-1, ``M`` (P, n) membership.
-    Returns the refined (K, H, W) bool masks and a status per object (:data:`STATUSES`)."""
+    Returns the refined (K, H, W) bool masks and a status per object (:data:`REFINE_STATUSES`)."""
     masks = np.asarray(masks, dtype=bool)
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     out = masks.copy()
@@ -115,7 +103,7 @@ def refine_masks(masks: np.ndarray, boxes: np.ndarray, sp: np.ndarray, M: sparse
             continue
         x0, y0, x1, y1 = boxes[k]
         refined = np.zeros(sp.shape, dtype=bool)                           # 5.
-        refined[y0:y1, x0:x1] = decode_union(sp[y0:y1, x0:x1], M, rows)
+        refined[y0:y1, x0:x1] = proposal_union(sp[y0:y1, x0:x1], M, rows)
         out[k] = refined
         status[k] = REFINED
     return out, status

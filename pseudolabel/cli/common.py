@@ -8,7 +8,7 @@ import typing
 import click
 
 from ..catalog import Dataset, open_dataset
-from ..errors import ConfigError
+from ..config import config_from_mapping
 
 data_root_option = click.option(
     "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
@@ -43,10 +43,10 @@ def store_file_path(cache: str, dataset: Dataset, split: str, stage: str):
     """The path of the store a stage wrote under the output root, with a hint when there is
     none yet."""
     from ..errors import StoreError
-    from ..store import partial_dir, store_path
+    from ..layout import OutputRoot, journal_dir
 
-    path = store_path(cache, dataset.name, split, stage)
-    if not path.exists() and not partial_dir(path).exists():
+    path = OutputRoot(cache).current(dataset.name, split, stage)
+    if not path.exists() and not journal_dir(path).exists():
         raise StoreError(f"{path}: no such store; run `pseudolabel {stage} --split {split}` "
                          f"with the same --data-root and --cache first")
     return path
@@ -81,9 +81,19 @@ def field_docs(config_class: type) -> dict[str, str]:
     return docs
 
 
+def _click_type(kind, meta: dict):
+    """The click type of a scalar field: a range type when the field declares bounds."""
+    lo = meta.get("ge", meta.get("gt"))
+    hi = meta.get("le", meta.get("lt"))
+    if kind in (int, float) and (lo is not None or hi is not None):
+        rng = click.IntRange if kind is int else click.FloatRange
+        return rng(min=lo, max=hi, min_open="gt" in meta, max_open="lt" in meta)
+    return kind
+
+
 def config_options(config_class: type):
     """Click options generated from a frozen config dataclass: one ``--field-name`` per field,
-    its default shown and its help from ``field.metadata["help"]``."""
+    its default and bounds shown and its help from the field's docstring."""
     hints = typing.get_type_hints(config_class)
     docs = field_docs(config_class)
 
@@ -101,33 +111,14 @@ def config_options(config_class: type):
                 opt = click.option(f"--{name}", f.name, type=click.Choice(f.metadata["choices"]),
                                    default=f.default, help=help_text)
             else:
-                opt = click.option(f"--{name}", f.name, type=kind, default=f.default, help=help_text)
+                opt = click.option(f"--{name}", f.name, type=_click_type(kind, f.metadata), default=f.default,
+                                   help=help_text)
             func = opt(func)
         return func
     return decorate
 
 
 def build_config(config_class: type, values: dict):
-    """The config dataclass from option values; its own validation errors become
-    :class:`ConfigError` messages."""
-    hints = typing.get_type_hints(config_class)
-    kwargs = {}
-    for f in dataclasses.fields(config_class):
-        if f.name not in values:
-            continue
-        value = values[f.name]
-        if typing.get_origin(hints[f.name]) is tuple and isinstance(value, str):
-            try:
-                value = _tuples(json.loads(value))
-            except ValueError as exc:
-                raise ConfigError(f"--{f.name.replace('_', '-')}: not a JSON list ({exc})") from None
-        kwargs[f.name] = value
-    try:
-        return config_class(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid {config_class.__name__}: {exc}") from None
-
-
-def _tuples(value):
-    """JSON lists back to the (nested) tuples frozen configs hold."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+    """The configuration from this command's option values (``config.config_from_mapping``);
+    a bad value is a ConfigError naming the option as typed (``--work-side``)."""
+    return config_from_mapping(config_class, values, style="cli")

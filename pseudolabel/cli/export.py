@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..export import FORMATS, default_export_dir, export_png
+from ..export import FORMATS, export_png
+from ..layout import OutputRoot
 from ..stages import STAGES
 from . import cli
 from .common import open_store, cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
@@ -25,6 +26,6 @@ def export_command(ctx, data_root, cache, split, stage, fmt, out, instances):
     and OUT/SegmentationObject/<id>.png (object k+1, 0 background, 255 ignore)."""
     dataset = dataset_from(data_root)
     store = open_store(cache, dataset, split, stage)
-    out = out or default_export_dir(store.path, stage)
+    out = out or OutputRoot(cache).export_dir(dataset.name, split, stage)
     n = export_png(store, out, instances=instances, progress=progress_enabled(ctx))
     logger(ctx)(f"exported {n} images to {out}")

@@ -5,8 +5,7 @@ import json
 
 import click
 
-from ..store import describe
-from ..store.reader import LabelStore
+from ..store import StoreIndex, describe
 from . import cli
 
 
@@ -28,7 +27,7 @@ def info_command(store, as_json, failures, check):
     (a finished store, or one whose run is in progress or was interrupted)."""
     meta = describe(store, check=check)
     if failures and meta.get("complete"):
-        meta["failures"] = LabelStore(store).failed
+        meta["failures"] = StoreIndex.open(store).failed
     if as_json:
         click.echo(json.dumps(meta, default=str))
         return

@@ -40,10 +40,10 @@ def run_command(ctx, recipe, data_root, cache, split, jobs, assignments, force, 
         raise click.UsageError("--force recomputes every step and --retry-failed only failed images: pass one")
     from ..recipe import load_recipe, parse_set, run_recipe
     loaded = load_recipe(recipe, parse_set(assignments))
-    from ..scaleout import backend_context
+    from ..runner import backend_context
     with backend_context(backend, scheduler):
         steps = run_recipe(loaded, data_root=data_root, cache=cache, split=split, jobs=jobs, force=force,
                            on_error=on_error, progress=progress_enabled(ctx), log=logger(ctx), backend=backend,
                            retry_failed=retry_failed)
     if as_json:
-        click.echo(json.dumps(steps, indent=2))
+        click.echo(json.dumps([s.as_dict() for s in steps], indent=2))

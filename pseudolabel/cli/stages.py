@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ..runner import BACKENDS, ON_ERROR, merge_shards, run_stage
+from ..runner import BACKENDS, ON_ERROR, backend_context, check_devices, merge_shards, run_on_devices, run_stage
 from ..stages import STAGES, Stage
 from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
@@ -32,7 +32,6 @@ def parse_shard(ctx, param, value):
 def parse_gpus(ctx, param, value):
     if value is None:
         return None
-    from ..scaleout import check_devices
     try:
         return check_devices([v.strip() for v in value.split(",") if v.strip()])
     except ConfigError as exc:
@@ -61,11 +60,12 @@ def make_command(stage: Stage) -> click.Command:
         if gpus:
             if shard is not None:
                 raise click.UsageError("--gpus makes its own shards; drop --shard")
-            from ..scaleout import run_on_devices
-            run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
-                           on_error=on_error, log=log, retry_failed=retry_failed)
+            summary = run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
+                                     on_error=on_error, progress=progress_enabled(ctx), log=log,
+                                     retry_failed=retry_failed)
+            for line in summary.lines():
+                log(line)
             return
-        from ..scaleout import backend_context
         with backend_context(backend, scheduler):
             summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
                                 on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard,

@@ -34,10 +34,11 @@ def train_detector_command(ctx, data_root, cache, split, eval_split, out, device
     are never downloaded: a missing file is named with where to put it."""
     from pathlib import Path
 
+    from ..layout import OutputRoot
     from ..train_detector import train
     dataset = dataset_from(data_root)
     config = build_config(_config_class(), values)
-    out = Path(out) if out else Path(cache) / dataset.name / split / "detector"
+    out = Path(out) if out else OutputRoot(cache).detector_dir(dataset.name, split)
     result = train(dataset, split, out, config, device=device, eval_split=eval_split, force=force,
                    progress=progress_enabled(ctx), log=logger(ctx))
     if as_json:

@@ -1,6 +1,7 @@
-"""Registry of stages. Adding a stage: one module with a frozen config dataclass, a pure
-``process_image(record, image, config, inputs) -> StageResult`` and a module-level ``STAGE``,
-listed in ``_MODULES`` below (order = registration order: a stage after the stages it reads).
+"""Registry of stages. Adding a stage: one module with a frozen config dataclass (deriving from
+``config.Checked``), a pure ``process_image(record, image, config, inputs) -> StageResult`` and a
+module-level ``STAGE``, listed in ``_MODULES`` below (order = registration order: a stage after
+the stages it reads). ``docs/ARCHITECTURE.md`` walks through it.
 
 A stage's module is imported only when that stage is asked for, so a worker process running
 ``grabcut`` does not pay for importing what ``proposals`` needs (scipy, scikit-image): worker
@@ -11,7 +12,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from .base import ProposalResult, Stage, StageResult
+from ..results import ProposalResult, StageResult
+from .base import Stage
 
 _MODULES = ("boxes", "grabcut", "bbam", "proposals", "refine", "fuse")
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..algorithms.bbam import (STATUSES, BBAMParams, compose_label, map_to_original, maps_to_masks,
+from ..algorithms.bbam import (MASK_STATUSES, BBAMParams, bbam_label, map_to_original, maps_to_masks,
                                mask_stride, optimise_masks, select_positives)
 from ..records import ImageRecord
-from .base import Stage, StageResult
+from ..results import StageResult
+from .base import Stage
 
 TOY = "toy"
 
@@ -38,15 +39,6 @@ class BBAMConfig(BBAMParams):
     """Detector checkpoint: a 21-class VOC Faster R-CNN ResNet-50-FPN state dict, or torchvision's
     COCO weights (mapped to VOC); empty = fasterrcnn_resnet50_fpn_coco-258fb6c6.pth in the torch
     hub cache; 'toy' = the planted red-object detector (tests, trying the stage)."""
-
-    def __post_init__(self):
-        if not 0 < self.loose_rank < self.tight_rank < 1:
-            raise ValueError(f"need 0 < loose_rank < tight_rank < 1, got {self.loose_rank} and {self.tight_rank}")
-        if (self.steps < 0 or self.num_jitter < 1 or self.max_positives < 1 or self.batch_boxes < 1
-                or self.batch_images < 1):
-            raise ValueError("steps must be >= 0; num_jitter, max_positives, batch_boxes and batch_images >= 1")
-        if not self.iou_levels or any(not 0 < v < 1 for v in self.iou_levels):
-            raise ValueError(f"iou_levels must be values in (0, 1), got {self.iou_levels}")
 
 
 _DETECTORS: dict[tuple, object] = {}
@@ -152,16 +144,25 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
         strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
         has_map = np.array([len(p) > 0 for p in positives])
         tight, loose, status = maps_to_masks(image, maps, boxes, has_map, strides, config, dense_crf)
-        label = compose_label(tight, loose, boxes, classes)
-        objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in STATUSES}
+        label = bbam_label(tight, loose, boxes, classes)
+        objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in MASK_STATUSES}
         objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
         objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
         objects["final_loss"] = final_loss
-        counts = {f"status_{s}": int(v.sum()) for s, v in zip(STATUSES, objects.values()) if v.any()}
+        counts = {f"status_{s}": int(v.sum()) for s, v in zip(MASK_STATUSES, objects.values()) if v.any()}
         results.append(StageResult(label=label, masks=tight, maps=maps, planes={"loose_masks": loose},
                                    objects=objects, counts=counts))
     clock("masks")
     return results
+
+
+def recompose(sample, masks: np.ndarray, planes: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The label this stage composes when other masks replace the tight masks of ``sample`` (one
+    of its stored samples): loose-only pixels stay 255 (the loose masks are ``planes``'
+    ``loose_masks`` when given, else the stored ones, each widened to contain its tight mask),
+    cross-class conflicts 255 unless nested."""
+    loose = (planes or {}).get("loose_masks", sample.planes.get("loose_masks", masks)).astype(bool) | masks
+    return bbam_label(masks, loose, sample.boxes, sample.classes)
 
 
 STAGE = Stage(
@@ -174,4 +175,5 @@ STAGE = Stage(
     check=check_weights,
     process_batch=process_batch,
     batch_images=lambda config: config.batch_images,
+    recompose=recompose,
 )

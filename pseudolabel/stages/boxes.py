@@ -7,13 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import Checked
 from ..labels import box_masks, paint_smaller_on_top
 from ..records import ImageRecord
-from .base import Stage, StageResult
+from ..results import StageResult
+from .base import Stage
 
 
 @dataclass(frozen=True)
-class BoxesConfig:
+class BoxesConfig(Checked):
     """The filled-box baseline has no parameters."""
 
 

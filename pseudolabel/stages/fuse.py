@@ -11,22 +11,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..classes import IGNORE
+from ..config import Checked, OptionError
 from ..errors import DataError
 from ..records import ImageRecord
-from .base import Stage, StageResult
+from ..results import StageResult
+from .base import Stage
 
 
 @dataclass(frozen=True)
-class FuseConfig:
+class FuseConfig(Checked):
     sources: str = "grabcut,refine"
     """Comma-separated stages whose label stores are fused (at least two, all finished)."""
 
-    def __post_init__(self):
+    def validate(self) -> None:
         names = self.source_names()
         if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(f"sources must name at least two different stages, got {self.sources!r}")
+            raise OptionError("sources", f"must name at least two different stages, got {self.sources!r}")
         if "fuse" in names:
-            raise ValueError("fuse cannot read its own store")
+            raise OptionError("sources", "fuse cannot read its own store")
 
     def source_names(self) -> tuple[str, ...]:
         return tuple(n.strip() for n in self.sources.split(",") if n.strip())

@@ -2,7 +2,7 @@
 
 Per image: 1. GrabCut per box with guards (``algorithms/grabcut.py``; seeded per box so runs
 are deterministic)  2. one label map with the documented overlap rule and 255 where the
-evidence is weak (``compose_label``)  3. per-object masks, guard flags and the fraction of
+evidence is weak (``grabcut_label``)  3. per-object masks, guard flags and the fraction of
 each box kept go to the store; the runner adds boxes, classes and filling rates.
 
 ``reference=True`` is plain GrabCut exactly as commonly run (full image, rectangle init,
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..algorithms.grabcut import GUARDS, GrabCutParams, compose_label, grabcut_object, reference_grabcut
+from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
+                                  reference_grabcut)
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
-from .base import Stage, StageResult
+from ..results import StageResult
+from .base import Stage
 
 REFERENCE_ERROR = "reference_error"
 """Reference mode only: cv2.grabCut raised (a box covering the whole image leaves no
@@ -34,19 +36,6 @@ class GrabCutConfig(GrabCutParams):
     smaller boxes on top): the reference for speed and quality comparisons."""
     seed: int = 0
     """Seed of OpenCV's colour-model initialisation; box k of an image uses seed + k."""
-
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
-        if not 0 <= self.collapse_frac < self.explode_frac <= 1:
-            raise ValueError(f"need 0 <= collapse_frac < explode_frac <= 1, got "
-                             f"{self.collapse_frac} and {self.explode_frac}")
-        if self.margin_frac < 0 or self.min_side < 0 or self.boundary_band_px < 0:
-            raise ValueError("margin_frac, min_side and boundary_band_px must not be negative")
-        if not 0 <= self.fallback_ring_frac < 0.5:
-            raise ValueError(f"fallback_ring_frac must be in [0, 0.5), got {self.fallback_ring_frac}")
-        if self.grey_window < 1 or self.grey_window % 2 == 0:
-            raise ValueError(f"grey_window must be a positive odd number, got {self.grey_window}")
 
 
 def _reference_mask(image: np.ndarray, box, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -75,7 +64,7 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     if config.reference:
         label = paint_smaller_on_top(masks, classes, boxes)
     else:
-        label = compose_label(shape, boxes, classes, masks, config, guards=fired)
+        label = grabcut_label(shape, boxes, classes, masks, config, guards=fired)
     # 3. what the store keeps per object
     names = (REFERENCE_ERROR,) if config.reference else GUARDS
     objects = {f"guard_{name}": np.array([name in g for g in fired], dtype=np.uint8) for name in names}
@@ -85,10 +74,24 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     return StageResult(label=label, masks=masks, objects=objects, counts=counts)
 
 
+def recompose(sample, masks: np.ndarray, planes=None) -> np.ndarray:
+    """The label this stage would compose from other per-object ``masks`` of the image of
+    ``sample`` (one of its stored samples): its configuration decides the rule (plain GrabCut:
+    smaller boxes in front, no 255), its per-object guard flags which objects are fallback boxes."""
+    boxes, classes = sample.boxes, sample.classes
+    if sample.config.get("reference"):
+        return paint_smaller_on_top(masks, classes, boxes)
+    params = GrabCutParams(**{k: v for k, v in sample.config.items() if k in GrabCutParams.__dataclass_fields__})
+    fired = [tuple(g for g in FALLBACK_GUARDS if sample.objects.get(f"guard_{g}", np.zeros(len(boxes)))[k])
+             for k in range(len(boxes))]
+    return grabcut_label(masks.shape[1:], boxes, classes, masks, params, guards=fired)
+
+
 STAGE = Stage(
     name="grabcut",
     help="GrabCut per box with guards, fused into one label map with 255 where the evidence "
          "is weak, plus Box2Seg's per-class filling rates (--reference: plain GrabCut).",
     config_class=GrabCutConfig,
     process_image=process_image,
+    recompose=recompose,
 )

@@ -17,9 +17,11 @@ import numpy as np
 
 from ..algorithms.proposals import ProposalParams, generate_proposals
 from ..catalog import edge_file, mcg_file, read_edge_map, read_mcg_proposals
+from ..config import OptionError
 from ..errors import ConfigError
 from ..records import ImageRecord
-from .base import ProposalResult, Stage
+from ..results import ProposalResult
+from .base import Stage
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class ProposalConfig(ProposalParams):
     image's size): the generator builds on them instead of colour gradients, as MCG does;
     empty = colour gradients."""
 
-    def __post_init__(self):
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         if self.from_mcg and self.edges:
-            raise ValueError("from_mcg converts finished proposals and edges feeds the generator: pass one")
+            raise OptionError("from_mcg", "converts finished proposals and edges feeds the generator: pass one")
 
 
 def check_folders(config: ProposalConfig) -> None:

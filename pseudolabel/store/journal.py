@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from .schema import ChunkedArray
+from ..layout import lock_path
+from .entry import Entry
 
 MANIFEST = "manifest.json"
 
@@ -33,7 +34,7 @@ def run_lock(store: Path):
     """Hold ``<store>.lock`` (an advisory ``flock``) for the duration of a run, so a second run
     on the same store is refused instead of interleaving with the first. The kernel drops the
     lock when its process dies, so a killed run never leaves a stale lock behind."""
-    path = Path(str(store) + ".lock")
+    path = lock_path(store)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -51,8 +52,8 @@ def run_lock(store: Path):
 
 
 class Journal:
-    """Entries are ``<id>.npz`` (uncompressed: image-sized arrays arrive as already-compressed
-    :class:`ChunkedArray` chunks) or ``<id>.failed.json``."""
+    """Entries are ``<id>.npz`` (:meth:`Entry.to_npz`, uncompressed: image-sized arrays arrive as
+    already-compressed chunks) or ``<id>.failed.json``."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
@@ -109,24 +110,8 @@ class Journal:
                 state[name[:-4]] = "done"
         return state
 
-    def put(self, image_id: str, entry: dict[str, Any]) -> None:
-        arrays = {}
-        for key, value in entry.items():
-            if key in ("objects",):
-                arrays["objects"] = np.array(len(value))       # marks the key even when empty
-                for name, arr in value.items():
-                    arrays[f"objects.{name}"] = np.asarray(arr)
-            elif key in ("attrs",):
-                arrays["attrs"] = np.array(json.dumps(value))
-            elif isinstance(value, ChunkedArray):
-                arrays[f"{key}.chunked"] = np.frombuffer(b"".join(value.chunks), np.uint8)
-                arrays[f"{key}.sizes"] = np.array([len(c) for c in value.chunks], dtype=np.int64)
-                arrays[f"{key}.shape"] = np.array(value.shape, dtype=np.int64)
-                arrays[f"{key}.dtype"] = np.array(value.dtype)
-            elif key == "image_path":
-                arrays["image_path"] = np.array(value)
-            elif value is not None:
-                arrays[key] = np.asarray(value)
+    def put(self, image_id: str, entry: Entry) -> None:
+        arrays = entry.to_npz()
         _atomic_write(self.dir / f"{image_id}.npz", lambda fh: np.savez(fh, **arrays))
         self._clear(image_id, ".failed.json")
 
@@ -141,30 +126,25 @@ class Journal:
         except FileNotFoundError:
             pass
 
-    def get(self, image_id: str) -> tuple[dict[str, Any] | None, str]:
+    def get(self, image_id: str) -> tuple[Entry | None, str]:
         """``(entry, "")`` for a done image, ``(None, reason)`` for a failed one."""
         failed = self.dir / f"{image_id}.failed.json"
         if failed.exists():
             return None, json.loads(failed.read_text())["error"]
-        entry: dict[str, Any] = {}
         with np.load(self.dir / f"{image_id}.npz", allow_pickle=False) as data:
-            for key in data.files:
-                if key == "objects":
-                    entry.setdefault("objects", {})
-                elif key.startswith("objects."):
-                    entry.setdefault("objects", {})[key[len("objects."):]] = data[key]
-                elif key == "attrs":
-                    entry["attrs"] = json.loads(str(data[key]))
-                elif key == "image_path":
-                    entry["image_path"] = str(data[key])
-                elif key.endswith(".chunked"):
-                    name = key[: -len(".chunked")]
-                    blob, sizes = data[key].tobytes(), data[f"{name}.sizes"]
-                    ends = np.cumsum(sizes)
-                    entry[name] = ChunkedArray(tuple(int(n) for n in data[f"{name}.shape"]),
-                                               str(data[f"{name}.dtype"]),
-                                               [blob[e - n:e] for e, n in zip(ends, sizes)])
-                elif "." not in key:
-                    value = data[key]
-                    entry[key] = value.item() if value.ndim == 0 else value
-        return entry, ""
+            return Entry.from_npz(data), ""
+
+
+def lock_held(store: Path) -> bool:
+    """Whether a live run holds the lock of ``store`` (taken for an instant to find out)."""
+    path = lock_path(store)
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)          # closing drops the lock we may have taken
+    return False

@@ -1,8 +1,9 @@
-"""Reading label stores: :class:`LabelStore` for a trainer, :func:`describe` for ``info``.
+"""Reading stores: :class:`LabelStore` for a trainer, :class:`ProposalStore`, :func:`describe` for
+``info``.
 
-``LabelStore`` opens its HDF5 file lazily, once per process, so it can be created in the
-parent and used inside ``torch.utils.data.DataLoader`` workers (each worker opens its own
-handle after the fork/spawn; no open handle is ever pickled).
+Readers open their HDF5 file lazily, once per process, so a reader can be created in the parent
+and used inside ``torch.utils.data.DataLoader`` workers (each worker opens its own handle after
+the fork/spawn; no open handle is ever pickled).
 """
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ import h5py
 import numpy as np
 
 from ..errors import StoreError
+from ..labels import proposal_union
+from ..layout import journal_dir
+from .entry import OBJECTS
+from .index import StoreIndex, open_checked, require_store
 from .journal import Journal
-from .schema import FORMAT_NAME, FORMAT_VERSION, PROPOSAL_FORMAT_NAME, partial_dir, read_meta
+from .schema import FORMAT_NAME, IMAGES, PROPOSAL_FORMAT_NAME, plain, read_meta
 
 
 @dataclass
@@ -41,20 +46,6 @@ class Sample:
     config: dict[str, Any] = field(default_factory=dict)   # of the stage that made the store
 
 
-def _check_path(path: Path) -> None:
-    if path.exists():
-        return
-    journal = Journal(partial_dir(path))
-    if journal.exists():
-        m = journal.manifest()
-        done = len(journal.finished())
-        raise StoreError(
-            f"{path}: store is incomplete ({done} of {len(m.get('ids', []))} images written); "
-            f"a run of stage '{m.get('stage')}' is in progress or was interrupted: rerun it to finish"
-        )
-    raise StoreError(f"{path}: no such label store")
-
-
 @dataclass
 class Proposals:
     """One image's segment proposals: ``superpixels`` (H, W) int32 ids 0..n-1 and
@@ -67,35 +58,7 @@ class Proposals:
 
     def decode(self, p: int) -> np.ndarray:
         """(H, W) bool mask of proposal p."""
-        lut = np.zeros(self.membership.shape[1], dtype=bool)
-        lut[self.membership[p].indices] = True
-        return lut[self.superpixels]
-
-
-def _open_checked(path: Path, format_name: str | None = None) -> h5py.File:
-    """Open a finished store read-only, checking format (any of ours when ``format_name`` is
-    None), version and completion."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    try:
-        meta = read_meta(f)
-        expected = (format_name,) if format_name else (FORMAT_NAME, PROPOSAL_FORMAT_NAME)
-        if meta.get("format") not in expected:
-            kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
-            raise StoreError(f"{path}: not a pseudolabel {kind} (format attribute is "
-                             f"{meta.get('format')!r}, expected {' or '.join(map(repr, expected))})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{path}: store format version {meta.get('format_version')} is not "
-                             f"supported by this reader (version {FORMAT_VERSION}); regenerate it "
-                             f"with this version of pseudolabel (--force)")
-        if not meta.get("complete"):
-            raise StoreError(f"{path}: store is marked incomplete; rerun its stage to finish it")
-    except BaseException:
-        f.close()
-        raise
-    return f
+        return proposal_union(self.superpixels, self.membership, [p])
 
 
 class _Store:
@@ -105,15 +68,12 @@ class _Store:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        _check_path(self.path)
-        with _open_checked(self.path, self.format_name) as f:
-            self.meta = read_meta(f)
-            ids = [s.decode() if isinstance(s, bytes) else s for s in f["index/ids"][()]]
-            done = f["index/done"][()].astype(bool)
-            errors = [s.decode() if isinstance(s, bytes) else s for s in f["index/error"][()]]
-        self.all_ids = ids
-        self.ids = [i for i, d in zip(ids, done) if d]
-        self.failed = {i: e for i, d, e in zip(ids, done, errors) if not d}
+        require_store(self.path)
+        index = StoreIndex.open(self.path, self.format_name)
+        self.meta = index.meta
+        self.all_ids = index.ids
+        self.ids = index.done_ids
+        self.failed = index.failed
         self._position = {image_id: k for k, image_id in enumerate(self.ids)}
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -160,7 +120,7 @@ class _Store:
                 if image_id in self.failed:
                     raise KeyError(f"image '{image_id}' failed in this run: {self.failed[image_id]}")
                 raise KeyError(f"image '{image_id}' is not in store {self.path}")
-        return image_id, self._handle()["images"][image_id]
+        return image_id, self._handle()[IMAGES][image_id]
 
     def __iter__(self):
         for i in range(len(self)):
@@ -173,7 +133,8 @@ class _Store:
 
 class LabelStore(_Store):
     """Random access to a finished label store, by index (over the images that were
-    labelled, in split order) or by image id.
+    labelled, in split order) or by image id. ``load_masks``: samples carry the per-object
+    masks (and maps, planes) too.
 
     >>> store = LabelStore("cache/VOC2012/train/boxes.h5")
     >>> sample = store["2007_000032"]; sample.label.shape, sample.filling_rate[15]
@@ -184,8 +145,13 @@ class LabelStore(_Store):
         self.load_masks = load_masks
 
     def __getitem__(self, key: int | str) -> Sample:
+        return self.read(key)
+
+    def read(self, key: int | str, *, masks: bool | None = None) -> Sample:
+        """One sample; ``masks`` overrides the store's ``load_masks`` for this call."""
+        masks = self.load_masks if masks is None else masks
         image_id, g = self._group(key)
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+        attrs = {k: plain(v) for k, v in g.attrs.items()}
         return Sample(
             image_id=image_id,
             image_path=str(attrs.pop("image_path")),
@@ -195,10 +161,10 @@ class LabelStore(_Store):
             difficult=g["difficult"][()].astype(bool),
             truncated=g["truncated"][()].astype(bool),
             filling_rate=g["filling_rate"][()],
-            masks=g["masks"][()].astype(bool) if self.load_masks else None,
-            maps=g["maps"][()].astype(np.float32) if (self.load_masks and "maps" in g) else None,
-            planes={k: g[k][()].astype(bool) for k in g if k.endswith("_masks")} if self.load_masks else {},
-            objects={k: v[()] for k, v in g["objects"].items()},
+            masks=g["masks"][()].astype(bool) if masks else None,
+            maps=g["maps"][()].astype(np.float32) if (masks and "maps" in g) else None,
+            planes={k: g[k][()].astype(bool) for k in g if k.endswith("_masks")} if masks else {},
+            objects={k: v[()] for k, v in g[OBJECTS].items()},
             attrs=attrs,
             config=self.config,
         )
@@ -218,18 +184,16 @@ class ProposalStore(_Store):
         indptr, indices = g["indptr"][()], g["indices"][()]
         membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
                                        shape=(len(indptr) - 1, n))
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+        attrs = {k: plain(v) for k, v in g.attrs.items()}
         return Proposals(image_id=image_id, superpixels=sp, membership=membership, attrs=attrs)
 
 
 def open_store(path: str | os.PathLike, **kwargs) -> LabelStore | ProposalStore:
     """The right reader for whatever store ``path`` is."""
     path = Path(path)
-    _check_path(path)
-    with _open_checked(path) as f:
-        fmt = f.attrs["format"]
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
+    require_store(path)
+    with open_checked(path) as f:
+        fmt = read_meta(f)["format"]
     return ProposalStore(path) if fmt == PROPOSAL_FORMAT_NAME else LabelStore(path, **kwargs)
 
 
@@ -238,7 +202,7 @@ def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
     Works on a finished store and on a run in progress (its journal)."""
     path = Path(path)
     if not path.exists():
-        journal = Journal(partial_dir(path))
+        journal = Journal(journal_dir(path))
         if journal.exists():
             m = journal.manifest()
             state = journal.finished()
@@ -254,7 +218,7 @@ def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
                 "size_bytes": sum(p.stat().st_size for p in journal.dir.iterdir() if p.is_file()),
             }
         raise StoreError(f"{path}: no such label store")
-    with _open_checked(path, None) as f:
+    with open_checked(path, None) as f:
         meta = read_meta(f)
         if check:  # read every dataset once: a damaged chunk fails here, not in a trainer
             try:

@@ -1,0 +1,186 @@
+"""One image's content in a store: built once from a stage's result (in the worker), kept in the
+journal, written into the HDF5 file, and read back raw for merges and retries. The one place
+that knows what an image's group holds (``docs/STORE.md``, "Layout").
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..classes import IGNORE, NUM_CLASSES
+from ..labels import filling_rates
+from ..records import ImageRecord
+from ..results import ProposalResult, StageResult
+from .schema import ChunkedArray, plain
+
+LABEL_ARRAYS = ("label", "masks", "maps", "boxes", "classes", "difficult", "truncated", "filling_rate")
+"""Datasets of a label store's ``images/<id>/``, in the order they are written; then the stage's
+``*_masks`` planes and the ``objects/`` sub-group."""
+PROPOSAL_ARRAYS = ("superpixels", "indptr", "indices")
+"""Datasets of a proposal store's ``images/<id>/``."""
+OBJECTS = "objects"
+GROUP_ATTRS = ("height", "width", "image_path")
+"""Attributes every image group has; the stage's own per-image scalars come after them."""
+
+
+@dataclass
+class Entry:
+    """What the store keeps for one image. ``num_objects`` is K (label stores) or the number of
+    proposals (proposal stores); ``arrays`` are the group's datasets in write order
+    (:class:`ChunkedArray` for image-sized ones, compressed in the worker); ``objects`` the
+    per-object arrays of a label store (None in a proposal store); ``attrs`` the stage's
+    per-image scalars."""
+
+    image_path: str
+    height: int
+    width: int
+    num_objects: int
+    arrays: dict[str, Any]
+    objects: dict[str, np.ndarray] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        """Bytes held in memory (compressed for image-sized arrays)."""
+        total = sum(v.nbytes if isinstance(v, (ChunkedArray, np.ndarray)) else 0 for v in self.arrays.values())
+        return total + sum(np.asarray(v).nbytes for v in (self.objects or {}).values())
+
+    # -- HDF5 ----------------------------------------------------------------------
+    def write(self, group: h5py.Group) -> None:
+        group.attrs["height"] = int(self.height)
+        group.attrs["width"] = int(self.width)
+        group.attrs["image_path"] = self.image_path
+        for key, value in self.attrs.items():
+            group.attrs[key] = value
+        for key, value in self.arrays.items():
+            if isinstance(value, ChunkedArray):
+                value.write(group, key)
+            else:
+                group.create_dataset(key, data=np.asarray(value))
+        if self.objects is not None:
+            objects = group.create_group(OBJECTS)
+            for key, value in self.objects.items():
+                objects.create_dataset(key, data=value)
+
+    @classmethod
+    def read(cls, group: h5py.Group, num_objects: int) -> "Entry":
+        """An entry as it was written, image-sized datasets as their compressed bytes (a merge or
+        a retry copies them without decompressing)."""
+        attrs = {k: plain(v) for k, v in group.attrs.items()}
+        entry = cls(image_path=str(attrs.pop("image_path")), height=int(attrs.pop("height")),
+                    width=int(attrs.pop("width")), num_objects=int(num_objects), arrays={}, attrs=attrs)
+        for key, ds in group.items():
+            if key == OBJECTS:
+                entry.objects = {k: v[()] for k, v in ds.items()}
+            elif ChunkedArray.is_chunked(ds):
+                entry.arrays[key] = ChunkedArray.read(ds)
+            else:
+                entry.arrays[key] = ds[()]
+        return entry
+
+    # -- journal (one uncompressed .npz per image; the names are the journal's format) --------
+    def to_npz(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {"image_path": np.array(self.image_path), "height": np.asarray(self.height),
+                                      "width": np.asarray(self.width), "num_objects": np.asarray(self.num_objects)}
+        for key, value in self.arrays.items():
+            if isinstance(value, ChunkedArray):
+                out[f"{key}.chunked"] = np.frombuffer(b"".join(value.chunks), np.uint8)
+                out[f"{key}.sizes"] = np.array([len(c) for c in value.chunks], dtype=np.int64)
+                out[f"{key}.shape"] = np.array(value.shape, dtype=np.int64)
+                out[f"{key}.dtype"] = np.array(value.dtype)
+            else:
+                out[key] = np.asarray(value)
+        if self.objects is not None:
+            out[OBJECTS] = np.array(len(self.objects))          # marks the group even when empty
+            for name, arr in self.objects.items():
+                out[f"{OBJECTS}.{name}"] = np.asarray(arr)
+        out["attrs"] = np.array(json.dumps(self.attrs))
+        return out
+
+    @classmethod
+    def from_npz(cls, data) -> "Entry":
+        """The inverse of :meth:`to_npz` (``data``: an open ``np.load`` of the file)."""
+        arrays: dict[str, Any] = {}
+        objects: dict[str, np.ndarray] | None = None
+        scalars: dict[str, Any] = {}
+        attrs: dict[str, Any] = {}
+        for key in data.files:
+            if key == OBJECTS:
+                objects = objects if objects is not None else {}
+            elif key.startswith(OBJECTS + "."):
+                objects = objects if objects is not None else {}
+                objects[key[len(OBJECTS) + 1:]] = data[key]
+            elif key == "attrs":
+                attrs = json.loads(str(data[key]))
+            elif key.endswith(".chunked"):
+                name = key[: -len(".chunked")]
+                blob, sizes = data[key].tobytes(), data[f"{name}.sizes"]
+                ends = np.cumsum(sizes)
+                arrays[name] = ChunkedArray(tuple(int(n) for n in data[f"{name}.shape"]), str(data[f"{name}.dtype"]),
+                                            [blob[e - n:e] for e, n in zip(ends, sizes)])
+            elif key in ("image_path", "height", "width", "num_objects"):
+                scalars[key] = data[key].item()
+            elif "." not in key:
+                arrays[key] = data[key]
+        return cls(image_path=str(scalars["image_path"]), height=int(scalars["height"]), width=int(scalars["width"]),
+                   num_objects=int(scalars["num_objects"]), arrays=arrays, objects=objects, attrs=attrs)
+
+
+def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> Entry:
+    """What the store keeps for one image: the stage's arrays plus what the record knows (boxes,
+    classes, flags) and the filling rates, checked for shape and value range. Image-sized arrays
+    are compressed here, in the worker."""
+    if isinstance(result, ProposalResult):
+        return _proposal_entry(record, result)
+    shape, k = (record.height, record.width), len(record.objects)
+    label = np.asarray(result.label)
+    if label.shape != shape or label.dtype != np.uint8:
+        raise TypeError(f"stage returned label {label.shape} {label.dtype}, expected {shape} uint8")
+    bad = (label >= NUM_CLASSES) & (label != IGNORE)
+    if bad.any():
+        raise ValueError(f"stage returned label values outside 0..20/255: {np.unique(label[bad])}")
+    masks = np.asarray(result.masks, dtype=bool)
+    if masks.shape != (k, *shape):
+        raise TypeError(f"stage returned masks {masks.shape}, expected {(k, *shape)}")
+    for name, arr in result.objects.items():
+        if len(arr) != k:
+            raise TypeError(f"stage returned per-object array '{name}' of length {len(arr)}, expected {k}")
+    boxes, classes = record.boxes(), record.classes()
+    arrays: dict[str, Any] = {"label": ChunkedArray.encode(label), "masks": ChunkedArray.encode(masks.view(np.uint8))}
+    if result.maps is not None:
+        maps = np.asarray(result.maps, dtype=np.float16)
+        if maps.shape != masks.shape:
+            raise TypeError(f"stage returned maps {maps.shape}, expected {masks.shape}")
+        arrays["maps"] = ChunkedArray.encode(maps)
+    arrays.update({
+        "boxes": boxes.astype(np.int32),
+        "classes": classes.astype(np.uint8),
+        "difficult": record.flags("difficult").view(np.uint8),
+        "truncated": record.flags("truncated").view(np.uint8),
+        "filling_rate": filling_rates(label, boxes, classes).astype(np.float32),
+    })
+    for name, arr in result.planes.items():
+        arr = np.asarray(arr, dtype=bool)
+        if not name.endswith("_masks") or name == "masks" or arr.shape != masks.shape:
+            raise TypeError(f"stage returned plane '{name}' {arr.shape}: planes are named *_masks "
+                            f"and shaped like masks {masks.shape}")
+        arrays[name] = ChunkedArray.encode(arr.view(np.uint8))
+    return Entry(image_path=record.image_path, height=shape[0], width=shape[1], num_objects=k, arrays=arrays,
+                 objects=dict(result.objects), attrs=dict(result.attrs))
+
+
+def _proposal_entry(record: ImageRecord, result: ProposalResult) -> Entry:
+    sp = np.asarray(result.superpixels)
+    if sp.shape != (record.height, record.width):
+        raise TypeError(f"stage returned superpixels {sp.shape}, expected {(record.height, record.width)}")
+    m = result.membership.tocsr()
+    n = int(sp.max()) + 1 if sp.size else 0
+    if m.shape[1] != n:
+        raise TypeError(f"membership has {m.shape[1]} columns but the image has {n} superpixels")
+    return Entry(image_path=record.image_path, height=sp.shape[0], width=sp.shape[1], num_objects=int(m.shape[0]),
+                 arrays={"superpixels": ChunkedArray.encode(sp.astype(np.int32)),
+                         "indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int32)},
+                 attrs={"num_superpixels": n, "num_proposals": int(m.shape[0]), **result.attrs})

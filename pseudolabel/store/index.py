@@ -1,0 +1,133 @@
+"""Opening a finished store and reading its index: what the readers, the runner (resume, retry),
+merges, ``cache list`` and ``info`` use instead of HDF5 paths of their own.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import StoreError
+from ..layout import journal_dir
+from .entry import Entry
+from .journal import Journal
+from .schema import FORMAT_NAME, FORMAT_VERSION, IMAGES, INDEX, PROPOSAL_FORMAT_NAME, decode_str, read_meta
+
+
+def require_store(path: Path) -> None:
+    """A StoreError when ``path`` is not there, saying whether a run of it is in progress."""
+    if path.exists():
+        return
+    journal = Journal(journal_dir(path))
+    if journal.exists():
+        m = journal.manifest()
+        done = len(journal.finished())
+        raise StoreError(
+            f"{path}: store is incomplete ({done} of {len(m.get('ids', []))} images written); "
+            f"a run of stage '{m.get('stage')}' is in progress or was interrupted: rerun it to finish")
+    raise StoreError(f"{path}: no such label store")
+
+
+def open_checked(path: str | os.PathLike, format_name: str | None = None) -> h5py.File:
+    """Open a finished store read-only, checking format (any of ours when ``format_name`` is
+    None), version and completion."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    try:
+        meta = read_meta(f)
+        expected = (format_name,) if format_name else (FORMAT_NAME, PROPOSAL_FORMAT_NAME)
+        if meta.get("format") not in expected:
+            kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
+            raise StoreError(f"{path}: not a pseudolabel {kind} (format attribute is "
+                             f"{meta.get('format')!r}, expected {' or '.join(map(repr, expected))})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{path}: store format version {meta.get('format_version')} is not "
+                             f"supported by this reader (version {FORMAT_VERSION}); regenerate it "
+                             f"with this version of pseudolabel (--force)")
+        if not meta.get("complete"):
+            raise StoreError(f"{path}: store is marked incomplete; rerun its stage to finish it")
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+@dataclass
+class StoreIndex:
+    """A finished store's root attributes and index: one row per image of the split, in split
+    order."""
+
+    path: Path
+    meta: dict[str, Any]
+    ids: list[str]
+    done: np.ndarray                      # (N,) bool
+    errors: list[str]
+    num_objects: np.ndarray               # (N,) int: objects, or proposals in a proposal store
+    position: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.position = {image_id: i for i, image_id in enumerate(self.ids)}
+
+    @classmethod
+    def read(cls, f: h5py.File, path: str | os.PathLike) -> "StoreIndex":
+        index = f[INDEX]
+        return cls(path=Path(path), meta=read_meta(f), ids=[decode_str(s) for s in index["ids"][()]],
+                   done=index["done"][()].astype(bool), errors=[decode_str(s) for s in index["error"][()]],
+                   num_objects=index["num_objects"][()])
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, format_name: str | None = None) -> "StoreIndex":
+        with open_checked(path, format_name) as f:
+            return cls.read(f, path)
+
+    @property
+    def done_ids(self) -> list[str]:
+        return [i for i, d in zip(self.ids, self.done) if d]
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """``{image_id: reason}`` of the images recorded as failed."""
+        return {i: e for i, d, e in zip(self.ids, self.done, self.errors) if not d}
+
+    @property
+    def num_done(self) -> int:
+        return int(self.done.sum())
+
+    @property
+    def num_failed(self) -> int:
+        return len(self.ids) - self.num_done
+
+
+class StoreFile:
+    """A finished store held open for reading raw entries (merges, retries): ``with
+    StoreFile(path) as s: s.index, s.entry(image_id)``."""
+
+    def __init__(self, path: str | os.PathLike, format_name: str | None = None):
+        self.path = Path(path)
+        self.file = open_checked(self.path, format_name)
+        try:
+            self.index = StoreIndex.read(self.file, self.path)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def entry(self, image_id: str) -> Entry:
+        """A done image's entry as stored (compressed chunks as they are)."""
+        j = self.index.position[image_id]
+        return Entry.read(self.file[IMAGES][image_id], int(self.index.num_objects[j]))
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "StoreFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,82 @@
+"""Writing a finished store: the one finalize that runs, merges and retries share.
+
+A store file exists only when it is complete: it is written under a temporary name beside its
+final path, flushed to disk, and renamed into place (atomic on POSIX file systems), then the
+folder entry is flushed too. Readers therefore see either no file or a finished one.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from ..layout import tmp_path
+from .entry import Entry
+from .schema import FORMAT_NAME, FORMAT_VERSION, IMAGES, INDEX, STR
+
+
+def write_store(store: str | os.PathLike, meta: dict[str, Any], ids: list[str],
+                entries: Iterable[tuple[str, Entry | None, str]], format_name: str = FORMAT_NAME) -> None:
+    """Write the complete store ``store``. ``entries`` yields ``(image_id, entry or None, error)``
+    for every id of ``ids`` (in that order); ``meta`` becomes root attributes (``config``
+    already JSON), to which the writer adds the format and the counts."""
+    store = Path(store)
+    tmp = tmp_path(store)
+    try:
+        _write(tmp, meta, ids, entries, format_name)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, store)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(store.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:          # pragma: no cover - some file systems refuse opening folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:          # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[tuple[str, Entry | None, str]],
+           format_name: str) -> None:
+    n = len(ids)
+    done = np.zeros(n, dtype=np.uint8)
+    errors = [""] * n
+    heights = np.zeros(n, dtype=np.int32)
+    widths = np.zeros(n, dtype=np.int32)
+    counts = np.zeros(n, dtype=np.int32)
+    position = {image_id: i for i, image_id in enumerate(ids)}
+    with h5py.File(path, "w", libver=("earliest", "latest")) as f:
+        images = f.create_group(IMAGES)
+        for image_id, entry, error in entries:
+            i = position[image_id]
+            if entry is None:
+                errors[i] = error
+                continue
+            entry.write(images.create_group(image_id))
+            done[i] = 1
+            heights[i], widths[i], counts[i] = entry.height, entry.width, entry.num_objects
+        index = f.create_group(INDEX)
+        index.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
+        index.create_dataset("done", data=done)
+        index.create_dataset("error", data=np.array(errors, dtype=object), dtype=STR)
+        index.create_dataset("height", data=heights)
+        index.create_dataset("width", data=widths)
+        index.create_dataset("num_objects", data=counts)
+        attrs = dict(meta)
+        attrs.update(format=format_name, format_version=FORMAT_VERSION, num_images=n,
+                     num_done=int(done.sum()), num_failed=int(n - done.sum()), complete=True)
+        for key, value in attrs.items():
+            f.attrs[key] = value

@@ -1,0 +1,52 @@
+"""Stores written before the runner and store were reshaped (pseudolabel 0.1.0, the layout of
+``docs/CACHE.md``) are still found by their cache keys, reused and read. The files in
+``tests/data/stores-0.1.0`` were written by that version from ``make_voc_tree(n_images=4,
+size=(48, 64))`` with the data root and output root below."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+
+from pseudolabel.catalog import open_dataset
+from pseudolabel.runner import run_stage
+from pseudolabel.stages import get_stage
+from pseudolabel.store import LabelStore
+
+from .synth import make_voc_tree
+
+LEGACY = Path(__file__).parent / "data" / "stores-0.1.0"
+OLD_ROOT, OLD_CACHE = "/tmp/legacy/LEGACY/VOC2012", "/tmp/legacy/LEGACY/cache"
+
+
+def _move(src: Path, dst: Path, root: Path, cache: Path) -> None:
+    """Copy a store as if it had been written with this test's data root and output root."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f.attrs["dataset_root"] = str(root)
+        f.attrs["inputs"] = f.attrs["inputs"].replace(OLD_CACHE, str(cache))
+        for group in f["images"].values():
+            group.attrs["image_path"] = group.attrs["image_path"].replace(OLD_ROOT, str(root))
+
+
+def test_stores_of_0_1_0_are_found_reused_and_read(tmp_path):
+    root = make_voc_tree(tmp_path / "VOC2012", n_images=4, size=(48, 64)).resolve()
+    cache = tmp_path / "cache"
+    legacy = sorted(LEGACY.rglob("*.h5"))
+    assert [p.parent.name for p in legacy] == ["boxes", "fuse", "grabcut"]
+    for src in legacy:
+        _move(src, cache / src.relative_to(LEGACY), root, cache)
+    ds = open_dataset(root)
+    fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
+    for stage, config in (("boxes", None), ("grabcut", None), ("fuse", fuse)):
+        summary = run_stage(stage, ds, "train", cache, config=config, progress=False)
+        old = cache / "VOC2012" / "train" / stage / next(p.name for p in legacy if p.parent.name == stage)
+        assert summary.nothing_to_do and summary.store == old, summary.lines()
+        assert summary.current.resolve() == old.resolve()
+        store = LabelStore(summary.current, load_masks=True)
+        sample = store[0]
+        assert sample.label.shape == (48, 64) and sample.masks.shape[0] == len(sample.boxes)
+        assert store.meta["cache_key"] == old.stem and json.loads(store.meta["run_log"])
