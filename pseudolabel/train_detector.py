@@ -33,19 +33,19 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from .catalog import Dataset, load_image
 from .classes import NUM_CLASSES, VOC_CLASSES
 from .config import Checked, option
-from .detector import (COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, build_model, coco_to_voc, read_checkpoint,
-                       torch_hub_checkpoints)
 from .errors import ConfigError
 from .progress import Progress, format_seconds
 from .records import ImageRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class TrainConfig(Checked):
 
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:
     """The state dict to start from (None = random), or a ConfigError naming the missing file."""
+    import torch
+
+    from .detector import COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, coco_to_voc, read_checkpoint, torch_hub_checkpoints
     if init == "none":
         return None
     if init == "coco":
@@ -100,6 +103,9 @@ def initial_state(init: str) -> dict[str, torch.Tensor] | None:
 
 
 def make_model(config: TrainConfig):
+    import torch
+
+    from .detector import IMAGENET_WEIGHTS_FILE, build_model
     torch.manual_seed(config.seed)                     # the random parts of the initial weights
     model = build_model(NUM_CLASSES, config.min_size, config.max_size, config.trainable_layers)
     state = initial_state(config.init)
@@ -111,6 +117,7 @@ def make_model(config: TrainConfig):
 
 
 def _targets(record: ImageRecord, flip: bool, device) -> dict[str, torch.Tensor]:
+    import torch
     keep = ~record.flags("difficult")
     boxes = record.boxes()[keep].astype(np.float32)
     if flip:
@@ -120,6 +127,7 @@ def _targets(record: ImageRecord, flip: bool, device) -> dict[str, torch.Tensor]
 
 
 def _image(record: ImageRecord, flip: bool, device) -> torch.Tensor:
+    import torch
     image = load_image(record)
     if flip:
         image = image[:, ::-1]
@@ -135,6 +143,7 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
           max_iterations: int | None = None, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Train (or resume), write ``model_final.pth``; evaluate on ``eval_split`` when given.
     ``max_iterations`` stops early (tests)."""
+    import torch
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = _usable(dataset.records(split))
@@ -253,10 +262,15 @@ def average_precision(detections: list[tuple[str, float, np.ndarray]],
     return voc_ap(recall, precision) if len(tp) else 0.0
 
 
-@torch.no_grad()
 def evaluate_detector(model, dataset: Dataset, split: str, *, device: str = "cpu",
                       progress: bool = True) -> dict[str, Any]:
     """Box AP@0.5 per VOC class and mAP of ``model`` (a 21-class torchvision detector)."""
+    import torch
+    with torch.no_grad():
+        return _evaluate_detector(model, dataset, split, device=device, progress=progress)
+
+
+def _evaluate_detector(model, dataset: Dataset, split: str, *, device: str, progress: bool) -> dict[str, Any]:
     records = [r for r in dataset.records(split) if isinstance(r, ImageRecord)]
     model.eval()
     dets: dict[int, list] = {c: [] for c in range(1, NUM_CLASSES)}

@@ -25,6 +25,36 @@ def test_help_lists_commands_and_shows_defaults(invoke):
         assert text in boxes_help, text
 
 
+HEAVY = ("torch", "torchvision", "skimage", "scipy.sparse", "scipy.io", "distributed")
+
+
+def test_help_of_every_command_imports_no_heavy_library():
+    """``--help`` must answer at once: no command's help may import torch, scikit-image, scipy's
+    sparse or MATLAB readers, or dask. One process goes through every command and reports the
+    first one after which a heavy module is loaded."""
+    import subprocess
+    import sys
+    script = f"""
+import sys
+from pseudolabel.cli import cli
+heavy = {HEAVY!r}
+for args in [["--help"]] + [[name, "--help"] for name in cli.list_commands(None)] + [["cache", "list", "--help"]]:
+    try:
+        cli(args, prog_name="pseudolabel")
+    except SystemExit as exc:
+        assert exc.code == 0, (args, exc.code)
+    loaded = [m for m in heavy if m in sys.modules]
+    if loaded:
+        print("IMPORTED", args, loaded)
+        break
+else:
+    print("CLEAN")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "CLEAN", out.stdout[-2000:]
+
+
 def test_retry_failed_through_the_cli(invoke, voc_root):
     env = {"PSEUDOLABEL_DATA": str(voc_root)}
     image = voc_root / "JPEGImages" / "2012_000001.jpg"

@@ -1,6 +1,7 @@
 """Fully connected CRF with Gaussian edge potentials (Krähenbühl & Koltun, NIPS 2011), in torch.
 
-BBAM turns smoothed attribution maps into masks with a dense CRF (``docs/BBAM.md``, "What runs per image").
+BBAM turns smoothed attribution maps into masks with a dense CRF (``docs/BBAM.md``, "What runs per
+image").
 The usual implementation, ``pydensecrf``, is a C++ extension that is not on the package
 registries for current Pythons (it has to be compiled from a git checkout) and runs only on
 the CPU. This module is the same model in plain torch, so it needs nothing beyond our

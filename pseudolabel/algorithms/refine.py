@@ -24,12 +24,15 @@ here every count is an exact pixel count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sparse
 
 from ..config import Checked, option
 from ..labels import box_masks, proposal_union
+
+if TYPE_CHECKING:
+    import scipy.sparse as sparse
 
 # statuses of refine_masks, per object
 REFINED = "refined"

@@ -36,6 +36,26 @@ class Group(click.Group):
                 command = super().get_command(ctx, name)
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` without building the commands that import torch (every
+        stage's, ``train-detector``): those are described from their module's docstring."""
+        from ..stages import STAGES
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                command = self.commands[name]
+                if not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit)))
+            elif name in STAGES:
+                rows.append((name, _shorten(STAGES.summary(name), limit)))
+            elif name in self.LAZY:
+                rows.append((name, _shorten(_module_summary(f"{__name__}.{self.LAZY[name]}"), limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -45,6 +65,26 @@ class Group(click.Group):
             click.echo("\ninterrupted: finished images are kept; rerun the same command to resume",
                        err=True)
             sys.exit(130)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word to at most ``limit`` characters, "..." marking the cut (as click
+    shortens a command's own help)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 3, 1)].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "..."
+
+
+def _module_summary(module: str) -> str:
+    """The first sentence of a module's docstring after its ``name``: prefix, read without importing."""
+    import ast
+    from importlib.util import find_spec
+    from pathlib import Path
+    doc = ast.get_docstring(ast.parse(Path(find_spec(module).origin).read_text(encoding="utf-8"))) or ""
+    text = " ".join(doc.split())
+    text = text.split(": ", 1)[1] if text.startswith("``") and ": " in text else text
+    return text[:1].upper() + text[1:]
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

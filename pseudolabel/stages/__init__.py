@@ -35,6 +35,23 @@ class _Registry(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self._modules)
 
+    def __contains__(self, name: object) -> bool:      # Mapping's would import the stage
+        return name in self._modules
+
+    def summary(self, name: str) -> str:
+        """A stage's one-line description without importing its module (``pseudolabel --help``
+        must not import torch): the first sentence of the module docstring, after "The ``x``
+        stage:"."""
+        import ast
+        from importlib.util import find_spec
+        from pathlib import Path
+        spec = find_spec(f"{__name__}.{name}")
+        doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+        text = " ".join(doc.split())
+        text = text.split(": ", 1)[1] if text.startswith("The ``") and ": " in text else text
+        first = text.split(". ")[0].rstrip(".")
+        return first[:1].upper() + first[1:] + "."
+
     def __len__(self) -> int:
         return len(self._modules)
 

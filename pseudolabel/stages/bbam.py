@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..algorithms.bbam import (MASK_STATUSES, BBAMParams, bbam_label, map_to_original, maps_to_masks,
-                               mask_stride, optimise_masks, select_positives)
+from ..algorithms.bbam_params import BBAMParams
 from ..records import ImageRecord
 from ..results import StageResult
 from .base import Stage
@@ -66,6 +64,7 @@ class _Clock:
     """Seconds between calls, per named part (synchronising the GPU first)."""
 
     def __init__(self, device, timings):
+        import torch
         self.device, self.timings = torch.device(device), timings
         self.last = time.perf_counter()
 
@@ -73,6 +72,7 @@ class _Clock:
         if self.timings is None:
             return
         if self.device.type == "cuda":
+            import torch
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
         self.timings[part] = self.timings.get(part, 0.0) + now - self.last
@@ -104,6 +104,10 @@ def process_with(det, record: ImageRecord, image: np.ndarray, config: BBAMParams
 def process_many(det, records: list[ImageRecord], images: list[np.ndarray], config: BBAMParams,
                  timings: dict[str, float] | None = None) -> list[StageResult]:
     """The per-image pipeline for photos of one size, their masks optimised in shared batches."""
+    import torch
+
+    from ..algorithms.bbam import (MASK_STATUSES, bbam_label, map_to_original, maps_to_masks, mask_stride,
+                                   optimise_masks, select_positives)
     from ..algorithms.densecrf import dense_crf
     clock = _Clock(det.device, timings)
     # 1. clean features, positives per box (input frame)
@@ -161,6 +165,7 @@ def recompose(sample, masks: np.ndarray, planes: dict[str, np.ndarray] | None = 
     of its stored samples): loose-only pixels stay 255 (the loose masks are ``planes``'
     ``loose_masks`` when given, else the stored ones, each widened to contain its tight mask),
     cross-class conflicts 255 unless nested."""
+    from ..algorithms.bbam import bbam_label
     loose = (planes or {}).get("loose_masks", sample.planes.get("loose_masks", masks)).astype(bool) | masks
     return bbam_label(masks, loose, sample.boxes, sample.classes)
 

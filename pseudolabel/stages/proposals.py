@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..algorithms.proposals import ProposalParams, generate_proposals
+from ..algorithms.proposal_params import ProposalParams
 from ..catalog import edge_file, mcg_file, read_edge_map, read_mcg_proposals
 from ..config import OptionError
 from ..errors import ConfigError
@@ -57,6 +57,7 @@ def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig
     else:
         edges = (read_edge_map(edge_file(config.edges, record.image_id), shape=image.shape[:2])
                  if config.edges else None)
+        from ..algorithms.proposals import generate_proposals
         sp, membership = generate_proposals(image, config, edges)
     return ProposalResult(superpixels=sp, membership=membership,
                           attrs={"seconds": round(time.perf_counter() - start, 4)})
