@@ -73,6 +73,9 @@ class TrainConfig(Checked):
     """Input long side at most."""
     trainable_layers: int = option(3, ge=0, le=5)
     """ResNet stages trained (5 = all; torchvision's default for fine-tuning is 3)."""
+    rois_per_image: int = option(512, ge=1)
+    """RoIs sampled per image for the box head's loss (torchvision's box_batch_size_per_image, and
+    the published configuration's ROI batch): most of a training step's cost at small inputs."""
     seed: int = 0
 
 
@@ -108,6 +111,7 @@ def make_model(config: TrainConfig):
     from .detector import IMAGENET_WEIGHTS_FILE, build_model
     torch.manual_seed(config.seed)                     # the random parts of the initial weights
     model = build_model(NUM_CLASSES, config.min_size, config.max_size, config.trainable_layers)
+    model.roi_heads.fg_bg_sampler.batch_size_per_image = config.rois_per_image
     state = initial_state(config.init)
     if state is not None:
         missing, unexpected = model.load_state_dict(state, strict=config.init != "imagenet")

@@ -251,67 +251,106 @@ def test_changed_configuration_or_dataset_is_refused(voc_root, tmp_path):
         run_stage("boxes", open_dataset(other), "train", tmp_path, progress=False)
 
 
-def _count_entries(journal) -> int:
-    try:
-        return sum(name.endswith(".npz") for name in os.listdir(journal))
-    except FileNotFoundError:
-        return 0
+KILLER = """
+import os, signal, sys
+from pseudolabel.store import journal, writer
+from pseudolabel.store.entry import Entry
+mode, n = sys.argv[1], int(sys.argv[2])
+count = [0]
 
+def kill_at_n():
+    count[0] += 1
+    if count[0] == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if mode == "after-put":          # right after the n-th image of this session is in the journal
+    put = journal.Journal.put
+    def killing_put(self, image_id, entry):
+        put(self, image_id, entry)
+        kill_at_n()
+    journal.Journal.put = killing_put
+elif mode == "mid-put":          # the n-th entry written to its temporary file, not yet renamed
+    atomic = journal._atomic_write
+    def killing_write(path, write):
+        if path.suffix == ".npz" and count[0] + 1 == n:
+            with open(path.with_name(path.name + f".tmp{os.getpid()}"), "wb") as fh:
+                write(fh)
+        if path.suffix == ".npz":
+            kill_at_n()
+        atomic(path, write)
+    journal._atomic_write = killing_write
+elif mode == "finalize":         # the store half-written under its temporary name
+    write = Entry.write
+    def killing_entry_write(self, group):
+        write(self, group)
+        kill_at_n()
+    Entry.write = killing_entry_write
+from pseudolabel.cli import cli
+cli(sys.argv[3:], prog_name="pseudolabel")
+"""
 
 KILL_CASES = {
-    # stage: (images, upstream stages run first, configuration)
-    "boxes": (160, (), {}),
-    "grabcut": (40, (), {}),
-    "proposals": (40, (), {}),
-    "refine": (40, ("grabcut", "proposals"), {}),
-    "fuse": (40, ("grabcut", "boxes"), {"sources": "grabcut,boxes"}),
-    "bbam": (40, (), {"weights": "toy", "steps": 5, "num_jitter": 50, "min_size": 128, "max_size": 256,
-                      "batch_images": 3}),    # groups of photos: a resume must regroup them the same way
+    # stage: (upstream stages run first, configuration)
+    "boxes": ((), {}),
+    "grabcut": ((), {}),
+    "proposals": ((), {}),
+    "refine": (("grabcut", "proposals"), {}),
+    "fuse": (("grabcut", "boxes"), {"sources": "grabcut,boxes"}),
+    "bbam": ((), {"weights": "toy", "steps": 5, "num_jitter": 50, "min_size": 128, "max_size": 256,
+                  "batch_images": 3}),    # groups of photos: a resume must regroup them the same way
 }
 
 
 @pytest.mark.parametrize("stage", list(KILL_CASES))
-def test_each_stage_killed_at_random_points_resumes_to_the_uninterrupted_store(tmp_path, stage):
-    """SIGKILL at three random points (seeded per stage), resume, and compare with the same command
-    run again with --force, uninterrupted."""
+def test_each_stage_killed_at_three_points_resumes_to_the_uninterrupted_store(tmp_path, stage):
+    """SIGKILL (the process kills itself, so no timing is involved) right after the a-th image of a
+    session reached the journal, then between writing the b-th entry and renaming it into the
+    journal, then in the middle of writing the final store (a, b and the entry seeded per stage);
+    resume, and compare with the same run uninterrupted (--force)."""
     import random
 
-    from .helpers import config_args
+    from pseudolabel.layout import tmp_path as store_tmp
     from pseudolabel.stages import get_stage
-    n, upstream, kwargs = KILL_CASES[stage]
+
+    from .helpers import config_args
+    n = 9
+    upstream, kwargs = KILL_CASES[stage]
     root = make_voc_tree(tmp_path / "VOC2012", n_images=n, size=(120, 160))
     cache = tmp_path / "cache"
     for name in upstream:
         run_stage(name, open_dataset(root), "trainval", cache, progress=False)
     config = get_stage(stage).config_class(**kwargs)
-    cmd = [sys.executable, "-m", "pseudolabel", "-q", stage, "--data-root", str(root),
-           "--cache", str(cache), "--split", "trainval", *config_args(config)]
+    args = [stage, "--data-root", str(root), "--cache", str(cache), "--split", "trainval", *config_args(config)]
     store = resolve_target(stage, config, open_dataset(root), "trainval", cache).store
     journal = partial_dir(store)
-    kills = 0
-    for point in sorted(random.Random(stage).sample(range(2, n - 2), 3)):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while _count_entries(journal) < point and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if proc.returncode == -signal.SIGKILL:
-            kills += 1
-            assert not store.exists()                       # never half-written
-    if kills == 0:
-        pytest.skip("the run finished before it could be killed")
-    assert 0 < _count_entries(journal) < n
-    rerun = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "resuming" in rerun.stderr and "already finished" in rerun.stderr
-    assert not journal.exists()
-    sessions = json.loads(describe(store)["run_log"])            # the run log shows the interruptions
-    assert len(sessions) == kills + 1 and all(s["end"] is None for s in sessions[:-1])
-    assert sessions[-1]["end"] and sessions[-1]["resumed"] > 0 and len({s["pid"] for s in sessions}) == kills + 1
+    rng = random.Random(stage)
+    points = [("after-put", rng.randint(1, 3)), ("mid-put", rng.randint(1, 3)), ("finalize", rng.randint(1, n))]
+    if stage == "bbam":              # each kill starts torch anew (seconds); one kill inside a group of 3
+        points = [("after-put", 4)]
+    done, resumed_at = 0, []
+    for mode, point in points:
+        resumed_at.append(done)
+        proc = subprocess.run([sys.executable, "-c", KILLER, mode, str(point), "-q", *args],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (mode, proc.returncode, proc.stderr[-2000:])
+        assert not store.exists()                                      # never half-written
+        entries = sorted(p.name for p in journal.iterdir() if p.name.endswith(".npz"))
+        done = n if mode == "finalize" else done + point - (mode == "mid-put")
+        assert len(entries) == done, (mode, entries)
+    assert store_tmp(store).exists() == (points[-1][0] == "finalize")   # the half-written store
+    logged = []
+    rerun = run_stage(stage, open_dataset(root), "trainval", cache, config=config, progress=False, log=logged.append)
+    assert f"resuming {store}: {done} of {n} images already finished" in logged
+    assert rerun.resumed == done and rerun.processed == n - done
+    assert not journal.exists() and not store_tmp(store).exists()
+    sessions = json.loads(describe(store)["run_log"])                 # the run log shows the interruptions
+    # killed while working: no end; killed while writing the store: its images were all done
+    assert [s["end"] is None for s in sessions] == [mode != "finalize" for mode, _ in points] + [False]
+    assert [s["resumed"] for s in sessions] == resumed_at + [done]
+    assert len({s["pid"] for s in sessions}) == len(points) + 1
     resumed = store_contents(store)
-    uninterrupted = subprocess.run(cmd + ["--force"], capture_output=True, text=True, timeout=300)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    config_again = get_stage(stage).config_class(**kwargs)
+    run_stage(stage, open_dataset(root), "trainval", cache, config=config_again, force=True, progress=False)
     assert resumed == store_contents(store)
 
 
