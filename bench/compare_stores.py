@@ -2,7 +2,9 @@
 datasets (dtype, shape and bytes) and attributes, leaving out what differs between any two runs
 (timestamps, the run log, per-image seconds, and the upstream stores' paths and completion times).
 
-    python bench/compare_stores.py OLD_CACHE NEW_CACHE     # exit 1 when any store differs
+    python bench/compare_stores.py OLD_CACHE NEW_CACHE [STAGE ...]   # exit 1 when any store differs
+
+With STAGE names, only those stages' stores are compared.
 
 Used to check that a refactoring leaves every store bit for bit as it was (docs/ARCHITECTURE.md).
 """
@@ -40,11 +42,14 @@ def contents(path) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
-    a, b = Path(sys.argv[1]), Path(sys.argv[2])
-    fa = sorted(p.relative_to(a) for p in a.rglob("*.h5") if not p.is_symlink())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*.h5") if not p.is_symlink())
+    a, b, stages = Path(sys.argv[1]), Path(sys.argv[2]), set(sys.argv[3:])
+
+    def stores(root):
+        return sorted(p.relative_to(root) for p in root.rglob("*.h5")
+                      if not p.is_symlink() and (not stages or p.parent.name in stages))
+    fa, fb = stores(a), stores(b)
     if fa != fb:
         print(f"different stores: only in {a}: {sorted(set(fa) - set(fb))}; only in {b}: {sorted(set(fb) - set(fa))}")
         return 1

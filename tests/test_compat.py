@@ -13,8 +13,9 @@ import h5py
 from pseudolabel.catalog import open_dataset
 from pseudolabel.runner import run_stage
 from pseudolabel.stages import get_stage
-from pseudolabel.store import LabelStore
+from pseudolabel.store import LabelStore, ProposalStore
 
+from .conftest import store_contents
 from .synth import make_voc_tree
 
 LEGACY = Path(__file__).parent / "data" / "stores-0.1.0"
@@ -36,17 +37,25 @@ def test_stores_of_0_1_0_are_found_reused_and_read(tmp_path):
     root = make_voc_tree(tmp_path / "VOC2012", n_images=4, size=(48, 64)).resolve()
     cache = tmp_path / "cache"
     legacy = sorted(LEGACY.rglob("*.h5"))
-    assert [p.parent.name for p in legacy] == ["boxes", "fuse", "grabcut"]
+    assert [p.parent.name for p in legacy] == ["boxes", "fuse", "grabcut", "proposals", "refine"]
     for src in legacy:
         _move(src, cache / src.relative_to(LEGACY), root, cache)
     ds = open_dataset(root)
     fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
-    for stage, config in (("boxes", None), ("grabcut", None), ("fuse", fuse)):
+    for stage, config in (("boxes", None), ("grabcut", None), ("fuse", fuse), ("proposals", None), ("refine", None)):
         summary = run_stage(stage, ds, "train", cache, config=config, progress=False)
         old = cache / "VOC2012" / "train" / stage / next(p.name for p in legacy if p.parent.name == stage)
         assert summary.nothing_to_do and summary.store == old, summary.lines()
         assert summary.current.resolve() == old.resolve()
+        if stage == "proposals":                        # format 1: CSR membership, still read
+            props = ProposalStore(summary.current)[0]
+            assert props.membership.shape[1] == props.superpixels.max() + 1
+            continue
         store = LabelStore(summary.current, load_masks=True)
         sample = store[0]
         assert sample.label.shape == (48, 64) and sample.masks.shape[0] == len(sample.boxes)
         assert store.meta["cache_key"] == old.stem and json.loads(store.meta["run_log"])
+    # refine made again today from the 0.1.0 grabcut and proposal stores: the same labels
+    before = {k: v for k, v in store_contents(summary.store).items() if k.startswith("images")}
+    run_stage("refine", ds, "train", cache, force=True, progress=False)
+    assert {k: v for k, v in store_contents(summary.store).items() if k.startswith("images")} == before

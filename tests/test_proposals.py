@@ -226,3 +226,45 @@ def test_refine_needs_its_inputs(voc_root, tmp_path):
 def test_proposal_config_keeps_every_parameter():
     import dataclasses
     assert "from_mcg" in dataclasses.asdict(ProposalConfig())
+
+
+def test_packed_membership_round_trips_exactly():
+    import scipy.sparse as sparse
+
+    from pseudolabel.store.entry import pack_membership, unpack_membership
+    rng = np.random.default_rng(0)
+    for P, n, density in ((1, 1, 1.0), (7, 9, 0.5), (300, 1021, 0.05), (4, 0, 0.0), (0, 5, 0.0)):
+        m = sparse.random(P, n, density=density, format="csr", random_state=rng).astype(bool)
+        bits = pack_membership(m)
+        assert bits.shape == (P, (n + 7) // 8) and bits.dtype == np.uint8
+        back = unpack_membership(bits, n)
+        assert back.shape == (P, n) and (back != m).nnz == 0
+
+
+def test_proposal_stores_of_format_1_and_2_give_the_same_refine_store(voc_root, tmp_path):
+    """Format 2 keeps the membership as packed bits; a format-1 store (CSR indptr / indices, as
+    0.1.0 wrote it) of the same proposals is read to the same matrix, so refine is unchanged."""
+    import h5py
+
+    from .conftest import store_contents
+    ds = open_dataset(voc_root)
+    for stage in ("grabcut", "proposals"):
+        run_stage(stage, ds, "train", tmp_path, progress=False)
+    refined = run_stage("refine", ds, "train", tmp_path, progress=False).store
+    images = {k: v for k, v in store_contents(refined).items() if k.startswith("images")}
+    props = tmp_path / "VOC2012" / "train" / "proposals.h5"
+    store = ProposalStore(props)
+    assert store.meta["format_version"] == 2
+    before = {i: store[i].membership for i in store.ids}
+    store.close()
+    with h5py.File(props, "r+") as f:                 # rewrite it as format 1 in place
+        f.attrs["format_version"] = 1
+        for image_id, m in before.items():
+            g = f["images"][image_id]
+            del g["membership"]
+            g.create_dataset("indptr", data=m.indptr.astype(np.int64))
+            g.create_dataset("indices", data=m.indices.astype(np.int32))
+    old = ProposalStore(props)
+    assert all((old[i].membership != before[i]).nnz == 0 for i in old.ids)
+    again = run_stage("refine", ds, "train", tmp_path, force=True, progress=False).store
+    assert {k: v for k, v in store_contents(again).items() if k.startswith("images")} == images

@@ -20,7 +20,7 @@ from .executors import make_executor, resolve_jobs
 from .identity import Target, resolve_target
 from .plan import Plan, make_plan
 from .summary import RunSummary
-from .work import process_unit
+from .work import close_upstream, process_unit
 
 ON_ERROR = ("fail", "skip")
 
@@ -106,5 +106,6 @@ def _execute(stage: Stage, config: Any, plan: Plan, summary: RunSummary, *, jobs
                 bar.update()
     finally:
         bar.close()
+        close_upstream()                      # what a serial run opened in this process
     commit.finish(time.perf_counter() - start)
     summary.wall_s = time.perf_counter() - start

@@ -60,6 +60,13 @@ def _upstream(path: str):
     return _UPSTREAM[key][1]
 
 
+def close_upstream() -> None:
+    """Close the upstream stores this process holds open (a run in this process is over: the
+    files must not stay open after it, e.g. for a caller that rewrites them)."""
+    for key in [k for k in _UPSTREAM if k[0] == os.getpid()]:
+        _UPSTREAM.pop(key)[1].close()
+
+
 def read_inputs(record: ImageRecord, inputs: dict[str, str]) -> dict[str, Any]:
     """This image's results from the upstream stores, or a DataError naming the store."""
     out = {}

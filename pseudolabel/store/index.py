@@ -15,7 +15,8 @@ from ..errors import StoreError
 from ..layout import journal_dir
 from .entry import Entry
 from .journal import Journal
-from .schema import FORMAT_NAME, FORMAT_VERSION, IMAGES, INDEX, PROPOSAL_FORMAT_NAME, decode_str, read_meta
+from .schema import (FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, PROPOSAL_FORMAT_NAME, READABLE_VERSIONS,
+                     decode_str, read_meta)
 
 
 def require_store(path: Path) -> None:
@@ -47,9 +48,10 @@ def open_checked(path: str | os.PathLike, format_name: str | None = None) -> h5p
             kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
             raise StoreError(f"{path}: not a pseudolabel {kind} (format attribute is "
                              f"{meta.get('format')!r}, expected {' or '.join(map(repr, expected))})")
-        if meta.get("format_version") != FORMAT_VERSION:
+        fmt = meta["format"]
+        if meta.get("format_version") not in READABLE_VERSIONS[fmt]:
             raise StoreError(f"{path}: store format version {meta.get('format_version')} is not "
-                             f"supported by this reader (version {FORMAT_VERSION}); regenerate it "
+                             f"supported by this reader (version {FORMAT_VERSIONS[fmt]}); regenerate it "
                              f"with this version of pseudolabel (--force)")
         if not meta.get("complete"):
             raise StoreError(f"{path}: store is marked incomplete; rerun its stage to finish it")

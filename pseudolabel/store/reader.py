@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import StoreError
 from ..labels import proposal_union
 from ..layout import journal_dir
-from .entry import OBJECTS
+from .entry import OBJECTS, unpack_membership
 from .index import StoreIndex, open_checked, require_store
 from .journal import Journal
 from .schema import FORMAT_NAME, IMAGES, PROPOSAL_FORMAT_NAME, plain, read_meta
@@ -181,9 +181,12 @@ class ProposalStore(_Store):
         image_id, g = self._group(key)
         sp = g["superpixels"][()]
         n = int(g.attrs["num_superpixels"])
-        indptr, indices = g["indptr"][()], g["indices"][()]
-        membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
-                                       shape=(len(indptr) - 1, n))
+        if "membership" in g:                                  # format 2: packed bits
+            membership = unpack_membership(g["membership"][()], n)
+        else:                                                  # format 1: CSR
+            indptr, indices = g["indptr"][()], g["indices"][()]
+            membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
+                                           shape=(len(indptr) - 1, n))
         attrs = {k: plain(v) for k, v in g.attrs.items()}
         return Proposals(image_id=image_id, superpixels=sp, membership=membership, attrs=attrs)
 

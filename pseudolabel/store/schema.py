@@ -1,8 +1,8 @@
-"""HDF5 store formats ``pseudolabel.labelstore`` and ``pseudolabel.proposalstore``, version 1:
-the names of groups, datasets and attributes, and the one compression everything is written with.
-``docs/STORE.md`` documents the same layout for readers outside this package; change both together
-and bump :data:`FORMAT_VERSION` on any change. Per-image content is in ``entry.py``, the index and
-reading in ``index.py``, writing in ``writer.py``.
+"""HDF5 store formats ``pseudolabel.labelstore`` (version 1) and ``pseudolabel.proposalstore``
+(version 2): the names of groups, datasets and attributes, and the one compression everything is
+written with. ``docs/STORE.md`` documents the same layout for readers outside this package; change
+both together and bump the format's version in :data:`FORMAT_VERSIONS` on any change. Per-image
+content is in ``entry.py``, the index and reading in ``index.py``, writing in ``writer.py``.
 """
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ import numpy as np
 
 FORMAT_NAME = "pseudolabel.labelstore"
 PROPOSAL_FORMAT_NAME = "pseudolabel.proposalstore"
-FORMAT_VERSION = 1
 FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME}
 """Store format of each kind of stage output (``Stage.output``)."""
+FORMAT_VERSIONS = {FORMAT_NAME: 1, PROPOSAL_FORMAT_NAME: 2}
+"""The version each format is written with."""
+READABLE_VERSIONS = {FORMAT_NAME: (1,), PROPOSAL_FORMAT_NAME: (1, 2)}
+"""The versions readers accept: proposal stores of version 1 (CSR membership) are still read."""
+FORMAT_VERSION = FORMAT_VERSIONS[FORMAT_NAME]
+"""The label store's version (the format trainers read)."""
 
 IMAGES = "images"
 """Group of per-image groups ``images/<id>/``."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layout import tmp_path
 from .entry import Entry
-from .schema import FORMAT_NAME, FORMAT_VERSION, IMAGES, INDEX, STR
+from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, STR
 
 
 def write_store(store: str | os.PathLike, meta: dict[str, Any], ids: list[str],
@@ -76,7 +76,7 @@ def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[t
         index.create_dataset("width", data=widths)
         index.create_dataset("num_objects", data=counts)
         attrs = dict(meta)
-        attrs.update(format=format_name, format_version=FORMAT_VERSION, num_images=n,
+        attrs.update(format=format_name, format_version=FORMAT_VERSIONS[format_name], num_images=n,
                      num_done=int(done.sum()), num_failed=int(n - done.sum()), complete=True)
         for key, value in attrs.items():
             f.attrs[key] = value
