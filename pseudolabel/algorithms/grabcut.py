@@ -198,7 +198,8 @@ def reference_grabcut(image_rgb: np.ndarray, box, seed: int = 0) -> np.ndarray:
 
 
 def grabcut_object(
-    image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0
+    image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0,
+    grey: bool | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Foreground mask of one boxed object, with the guards that fired.
 
@@ -207,6 +208,7 @@ def grabcut_object(
         box: (x0, y0, x1, y1) half-open, image frame; may stick out of the image.
         params: tunables, see :class:`GrabCutParams`.
         seed: RNG seed for OpenCV (set before every grabCut call): same input -> same output.
+        grey: :func:`is_grey` of the image, when the caller knows it (once per image, not per box).
 
     Returns:
         mask: (H, W) bool, never True outside the clipped box.
@@ -236,7 +238,7 @@ def grabcut_object(
     wx0, wy0 = max(x0 - margin, 0), max(y0 - margin, 0)
     wx1, wy1 = min(x1 + margin, width), min(y1 + margin, height)
     window = image_rgb[wy0:wy1, wx0:wx1]
-    if is_grey(image_rgb):
+    if is_grey(image_rgb) if grey is None else grey:
         fired.append(GREY_IMAGE)
         if params.grey_texture:
             window = _grey_features(window, params.grey_window)

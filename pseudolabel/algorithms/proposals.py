@@ -57,14 +57,20 @@ from .proposal_params import ProposalParams
 # 1-2: boundary map and finest partition
 
 
+def _float_lab(image_rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> OpenCV float Lab (L 0..100, a / b about -100..100)."""
+    return cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
 def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
-                  lab_weights: tuple[float, ...] | None = None) -> np.ndarray:
+                  lab_weights: tuple[float, ...] | None = None, lab: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
     gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
-    divided by its ``boundary_percentile``-th percentile and clipped."""
+    divided by its ``boundary_percentile``-th percentile and clipped. ``lab``: the image's
+    :func:`_float_lab`, when the caller has it (several maps share one conversion)."""
     lab_weights = params.lab_weights if lab_weights is None else lab_weights
     H, W = image_rgb.shape[:2]
-    lab = cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab = _float_lab(image_rgb) if lab is None else lab
     if tuple(lab_weights) != (1.0, 1.0, 1.0):
         lab = lab * np.array(lab_weights, np.float32)
     acc = np.zeros((H, W), np.float32)
@@ -443,7 +449,8 @@ def generate_proposals(
     superpixels. Normalised like the colour map (divided by its ``boundary_percentile``).
     """
     image_rgb = np.ascontiguousarray(image_rgb, dtype=np.uint8)
-    bnd = _boundary_map(image_rgb, params) if edges is None else _normalised(edges, params, thinned=True)
+    lab = _float_lab(image_rgb)                             # one conversion for every boundary map
+    bnd = _boundary_map(image_rgb, params, lab=lab) if edges is None else _normalised(edges, params, thinned=True)
     sp = _finest_partition(bnd, params)
     n = int(sp.max()) + 1
     if n == 1:
@@ -454,7 +461,7 @@ def generate_proposals(
     border[np.unique(np.r_[sp[0], sp[-1], sp[:, 0], sp[:, -1]])] = True
     graphs = [_adjacency(sp, bnd, n)]
     for weights in params.extra_maps:
-        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, tuple(weights)), n))
+        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, tuple(weights), lab=lab), n))
     for (ei, ej, bsum, blen), k in itertools.product(graphs, params.start_k):
         bmean = (bsum / blen).tolist()
         lab = _graph_segmentation(n, ei.tolist(), ej.tolist(), bmean, size, k)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
-                                  reference_grabcut)
+                                  is_grey, reference_grabcut)
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
 from ..results import StageResult
@@ -53,12 +53,13 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     shape = (record.height, record.width)
     masks = np.zeros((len(boxes), *shape), dtype=bool)
     fired: list[tuple[str, ...]] = []
+    grey = is_grey(image) if not config.reference else None
     # 1. one GrabCut per box, seeded per box
     for k, box in enumerate(boxes):
         if config.reference:
             masks[k], guards = _reference_mask(image, tuple(int(v) for v in box), config.seed + k)
         else:
-            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k)
+            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey)
         fired.append(guards)
     # 2. one label map
     if config.reference:

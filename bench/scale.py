@@ -1,0 +1,176 @@
+"""The pipeline at the size of VOC's train_aug, on this machine: time, memory and disk per stage.
+
+Builds VOC-layout trees of N ids (default 10,582, train_aug's size) and of a sample of M ids out of
+real photos and their annotations by symbolic links (the dev photos repeated under new ids; nothing
+is copied), then runs each stage as a user would (``pseudolabel STAGE --jobs 0`` in a fresh
+process) and reports per stage: wall time, images/s, boxes/s, peak resident memory of the parent
+process and of its largest worker, and store bytes per image.
+
+Stages cheap enough run on all N images: boxes, grabcut, fuse (grabcut with boxes) and the PNG
+export. Stages too long for this machine (proposals, refine, and fuse over refine) run on the
+sample of M images; their time for N is a *projection*, wall x N / M, marked as such. boxes and
+grabcut also run on the sample, so the parent's peak memory at M and at N shows whether memory
+grows with N.
+
+    python bench/scale.py --out bench/results/scale.json               # N = 10,582, M = 300
+    python bench/scale.py --images 500 --sample 50 --out /tmp/s.json   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEV = HERE.parents[1] / "shared" / "data" / "coco128-voc-dev"
+
+
+def build_tree(src: Path, dst: Path, n: int) -> list[str]:
+    """A VOC tree of ``n`` ids at ``dst``, each a link to a photo (and its XML and masks) of ``src``'s
+    train split, in turn; returns the ids."""
+    ids_src = (src / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    if dst.exists():
+        shutil.rmtree(dst)
+    for sub in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+        (dst / sub).mkdir(parents=True)
+    ids = []
+    for k in range(n):
+        orig = ids_src[k % len(ids_src)]
+        new = f"s{k:05d}_{orig}"
+        for sub, ext in (("JPEGImages", ".jpg"), ("Annotations", ".xml"), ("SegmentationClass", ".png"),
+                         ("SegmentationObject", ".png")):
+            target = src / sub / f"{orig}{ext}"
+            if target.exists():
+                os.symlink(target.resolve(), dst / sub / f"{new}{ext}")
+        ids.append(new)
+    (dst / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"{i}\n" for i in ids))
+    return ids
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _hwm(pid: int) -> int:
+    """Peak resident memory (VmHWM) of a live process in bytes, 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Run ``cmd``; wall seconds and the peak resident memory of the process and of its largest
+    child (a worker), read from /proc while it runs."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peaks = {"parent": 0, "worker": 0}
+
+    def watch():
+        while proc.poll() is None:
+            peaks["parent"] = max(peaks["parent"], _hwm(proc.pid))
+            for child in _children(proc.pid):
+                peaks["worker"] = max(peaks["worker"], _hwm(child))
+            time.sleep(0.2)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    _, err = proc.communicate()
+    thread.join()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return {"wall_s": round(time.perf_counter() - start, 2), "peak_rss_parent_mib": round(peaks["parent"] / 2**20, 1),
+            "peak_rss_worker_mib": round(peaks["worker"] / 2**20, 1) if peaks["worker"] else None}
+
+
+def stage(name: str, tree: Path, cache: Path, jobs: int, boxes: int, images: int, *extra: str) -> dict:
+    cmd = [sys.executable, "-m", "pseudolabel", "-q", name, "--data-root", str(tree), "--cache", str(cache),
+           "--split", "train", "--jobs", str(jobs), *extra]
+    row = {"stage": name if not extra else f"{name} {' '.join(extra)}", "images": images, **run_measured(cmd)}
+    store = cache / tree.name / "train" / f"{name}.h5"
+    row["store_bytes_per_image"] = round(store.resolve().stat().st_size / images) if store.exists() else None
+    row["images_per_s"] = round(images / row["wall_s"], 2)
+    row["boxes_per_s"] = round(boxes / row["wall_s"], 1) if name not in ("proposals",) else None
+    print(f"  {row['stage']:<32} {images:>6} images {row['wall_s']:>8.1f} s  {row['images_per_s']:>7.2f} img/s  "
+          f"parent {row['peak_rss_parent_mib']} MiB, worker {row['peak_rss_worker_mib']} MiB, "
+          f"{row['store_bytes_per_image']} B/image", file=sys.stderr)
+    return row
+
+
+def export(tree: Path, cache: Path, images: int) -> dict:
+    out = cache / "export-grabcut"
+    cmd = [sys.executable, "-m", "pseudolabel", "-q", "export", "--data-root", str(tree), "--cache", str(cache),
+           "--split", "train", "--stage", "grabcut", "--format", "png", "--out", str(out)]
+    row = {"stage": "export grabcut (png)", "images": images, **run_measured(cmd)}
+    size = sum(p.stat().st_size for p in out.rglob("*.png"))
+    row.update(images_per_s=round(images / row["wall_s"], 2), store_bytes_per_image=round(size / images),
+               boxes_per_s=None)
+    print(f"  {row['stage']:<32} {images:>6} images {row['wall_s']:>8.1f} s", file=sys.stderr)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=str(DEV), help="VOC-layout folder of real photos [%(default)s]")
+    ap.add_argument("--images", type=int, default=10582, help="N: ids in the full tree [%(default)s]")
+    ap.add_argument("--sample", type=int, default=300, help="M: ids for the stages projected [%(default)s]")
+    ap.add_argument("--jobs", type=int, default=0, help="--jobs of every stage [%(default)s: all cores]")
+    ap.add_argument("--work", default="/tmp/pseudolabel-scale", help="where trees and stores go [%(default)s]")
+    ap.add_argument("--out", default=None, help="JSON file for the results")
+    args = ap.parse_args()
+    src, work = Path(args.data_root), Path(args.work)
+    sys.path.insert(0, str(HERE.parent))
+    from pseudolabel.catalog import open_dataset
+    trees = {}
+    for label, n in (("full", args.images), ("sample", args.sample)):
+        tree = work / f"VOC-{label}"
+        start = time.perf_counter()
+        build_tree(src, tree, n)
+        records = open_dataset(tree).records("train")
+        trees[label] = (tree, n, sum(len(getattr(r, "objects", ())) for r in records))
+        print(f"{label} tree: {n} ids, {trees[label][2]} boxes, linked in {time.perf_counter() - start:.1f} s",
+              file=sys.stderr)
+    rows = []
+    for label, names in (("sample", ("boxes", "grabcut", "proposals", "refine")), ("full", ("boxes", "grabcut"))):
+        tree, n, boxes = trees[label]
+        cache = work / f"cache-{label}"
+        if cache.exists():
+            shutil.rmtree(cache)
+        print(f"{label}:", file=sys.stderr)
+        for name in names:
+            rows.append({"tree": label, **stage(name, tree, cache, args.jobs, boxes, n)})
+        extra = ("--sources", "grabcut,refine") if label == "sample" else ("--sources", "grabcut,boxes")
+        rows.append({"tree": label, **stage("fuse", tree, cache, args.jobs, boxes, n, *extra)})
+        if label == "full":
+            rows.append({"tree": label, **export(tree, cache, n)})
+    full_n = args.images
+    for row in rows:
+        if row["tree"] == "sample" and row["stage"].split()[0] in ("proposals", "refine") or \
+                row["stage"] == "fuse --sources grabcut,refine":
+            row["projected_wall_s_for_full"] = round(row["wall_s"] * full_n / row["images"], 1)
+    result = {"images_full": full_n, "images_sample": args.sample, "boxes_full": trees["full"][2],
+              "boxes_sample": trees["sample"][2], "jobs": args.jobs, "cpu_count": os.cpu_count(),
+              "data_root": str(src), "rows": rows}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
