@@ -5,6 +5,7 @@ that knows what an image's group holds (``docs/STORE.md``, "Layout").
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,22 @@ class Entry:
     arrays: dict[str, Any]
     objects: dict[str, np.ndarray] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    def checksum(self) -> int:
+        """CRC-32 of everything the store keeps for the image, as it is stored: its attributes and,
+        per dataset in name order, the name, dtype, shape and bytes (the compressed chunks of an
+        image-sized array). The same for the entry a worker built and the entry read back from the
+        file, so a reader can tell a damaged image from a good one (``index/checksum``)."""
+        head = {"image_path": self.image_path, "height": int(self.height), "width": int(self.width),
+                "attrs": {k: plain(v) for k, v in self.attrs.items()}}
+        crc = zlib.crc32(json.dumps(head, sort_keys=True).encode())
+        for name in sorted(self.arrays):
+            crc = _crc_array(crc, name, self.arrays[name])
+        if self.objects is not None:
+            crc = zlib.crc32(OBJECTS.encode(), crc)
+            for name in sorted(self.objects):
+                crc = _crc_array(crc, f"{OBJECTS}/{name}", self.objects[name])
+        return crc
 
     def nbytes(self) -> int:
         """Bytes held in memory (compressed for image-sized arrays)."""
@@ -128,6 +145,25 @@ class Entry:
                 arrays[key] = data[key]
         return cls(image_path=str(scalars["image_path"]), height=int(scalars["height"]), width=int(scalars["width"]),
                    num_objects=int(scalars["num_objects"]), arrays=arrays, objects=objects, attrs=attrs)
+
+
+def _crc_array(crc: int, name: str, value) -> int:
+    """An array into the CRC: name, dtype, shape, then its bytes (compressed chunks as stored; none
+    for an empty array, however it is stored)."""
+    if isinstance(value, ChunkedArray):
+        crc = zlib.crc32(f"{name}|{np.dtype(value.dtype).str}|{tuple(value.shape)}".encode(), crc)
+        if 0 not in value.shape:
+            for chunk in value.chunks:
+                crc = zlib.crc32(chunk, crc)
+        return crc
+    arr = np.ascontiguousarray(value)
+    crc = zlib.crc32(f"{name}|{arr.dtype.str}|{tuple(arr.shape)}".encode(), crc)
+    return zlib.crc32(arr.tobytes(), crc)
+
+
+def decoded(value) -> np.ndarray:
+    """An entry array's values: a :class:`ChunkedArray` decompressed, anything else as it is."""
+    return value.decode() if isinstance(value, ChunkedArray) else np.asarray(value)
 
 
 def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> Entry:

@@ -15,8 +15,13 @@ from ..errors import StoreError
 from ..layout import journal_dir
 from .entry import Entry
 from .journal import Journal
-from .schema import (FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, PROPOSAL_FORMAT_NAME, READABLE_VERSIONS,
-                     decode_str, read_meta)
+from .schema import (FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
+                     READABLE_VERSIONS, decode_str, index_checksum, read_meta)
+
+H5_ERRORS = (Exception,)
+"""What reading a damaged file raises: h5py gives OSError, KeyError, RuntimeError, ValueError, and
+for a damaged link an AttributeError further on; any error while reading a store's own bytes means
+it is damaged."""
 
 
 def require_store(path: Path) -> None:
@@ -42,7 +47,10 @@ def open_checked(path: str | os.PathLike, format_name: str | None = None) -> h5p
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
     try:
-        meta = read_meta(f)
+        try:
+            meta = read_meta(f)
+        except H5_ERRORS as exc:
+            raise StoreError(f"{path}: damaged store: its attributes cannot be read ({exc})") from None
         expected = (format_name,) if format_name else (FORMAT_NAME, PROPOSAL_FORMAT_NAME)
         if meta.get("format") not in expected:
             kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
@@ -72,6 +80,7 @@ class StoreIndex:
     done: np.ndarray                      # (N,) bool
     errors: list[str]
     num_objects: np.ndarray               # (N,) int: objects, or proposals in a proposal store
+    checksums: np.ndarray | None = None   # (N,) uint32 Entry.checksum of each done image (format 2)
     position: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -79,10 +88,21 @@ class StoreIndex:
 
     @classmethod
     def read(cls, f: h5py.File, path: str | os.PathLike) -> "StoreIndex":
-        index = f[INDEX]
-        return cls(path=Path(path), meta=read_meta(f), ids=[decode_str(s) for s in index["ids"][()]],
-                   done=index["done"][()].astype(bool), errors=[decode_str(s) for s in index["error"][()]],
-                   num_objects=index["num_objects"][()])
+        """The index of an open store; a StoreError naming the file when it is damaged."""
+        try:
+            index = f[INDEX]
+            arrays = {name: index[name][()] for name in ("ids", "done", "error", "height", "width", "num_objects")}
+            checksums = index["checksum"][()] if "checksum" in index else None
+            meta = read_meta(f)
+            raw = {k: v for k, v in f.attrs.items()}
+        except H5_ERRORS as exc:
+            raise StoreError(f"{path}: damaged store: its index cannot be read ({exc})") from None
+        ids, errors = [decode_str(s) for s in arrays["ids"]], [decode_str(s) for s in arrays["error"]]
+        if INDEX_CRC in meta and index_checksum(raw, ids, arrays["done"], errors, arrays["height"], arrays["width"],
+                                                arrays["num_objects"], checksums) != meta[INDEX_CRC]:
+            raise StoreError(f"{path}: damaged store: its index does not match its checksum")
+        return cls(path=Path(path), meta=meta, ids=ids, done=arrays["done"].astype(bool), errors=errors,
+                   num_objects=arrays["num_objects"], checksums=checksums)
 
     @classmethod
     def open(cls, path: str | os.PathLike, format_name: str | None = None) -> "StoreIndex":
@@ -107,6 +127,19 @@ class StoreIndex:
         return len(self.ids) - self.num_done
 
 
+def read_entry(f: h5py.File, index: StoreIndex, image_id: str) -> Entry:
+    """Image ``image_id``'s raw entry from the open store ``f``, checked against the index's
+    checksum (format 2); a damaged image is a StoreError naming the file and the image."""
+    j = index.position[image_id]
+    try:
+        entry = Entry.read(f[IMAGES][image_id], int(index.num_objects[j]))
+    except H5_ERRORS as exc:
+        raise StoreError(f"{index.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
+    if index.checksums is not None and entry.checksum() != int(index.checksums[j]):
+        raise StoreError(f"{index.path}: image '{image_id}' is damaged: its data does not match its checksum")
+    return entry
+
+
 class StoreFile:
     """A finished store held open for reading raw entries (merges, retries): ``with
     StoreFile(path) as s: s.index, s.entry(image_id)``."""
@@ -121,9 +154,9 @@ class StoreFile:
             raise
 
     def entry(self, image_id: str) -> Entry:
-        """A done image's entry as stored (compressed chunks as they are)."""
-        j = self.index.position[image_id]
-        return Entry.read(self.file[IMAGES][image_id], int(self.index.num_objects[j]))
+        """A done image's entry as stored (compressed chunks as they are), checked against its
+        checksum; a StoreError naming the file and the image when it is damaged."""
+        return read_entry(self.file, self.index, image_id)
 
     def close(self) -> None:
         self.file.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ import numpy as np
 from ..errors import StoreError
 from ..labels import proposal_union
 from ..layout import journal_dir
-from .entry import OBJECTS, unpack_membership
-from .index import StoreIndex, open_checked, require_store
+from .entry import decoded, unpack_membership
+from .index import StoreIndex, open_checked, read_entry, require_store
 from .journal import Journal
-from .schema import FORMAT_NAME, IMAGES, PROPOSAL_FORMAT_NAME, plain, read_meta
+from .schema import FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta
 
 
 @dataclass
@@ -70,6 +71,7 @@ class _Store:
         self.path = Path(path)
         require_store(self.path)
         index = StoreIndex.open(self.path, self.format_name)
+        self.index = index
         self.meta = index.meta
         self.all_ids = index.ids
         self.ids = index.done_ids
@@ -109,7 +111,9 @@ class _Store:
         state["_pid"] = None
         return state
 
-    def _group(self, key: int | str) -> tuple[str, h5py.Group]:
+    def _entry(self, key: int | str):
+        """``(image_id, entry)``: the image's raw entry, checked against its checksum (a damaged
+        image is a StoreError naming the file and the image)."""
         if isinstance(key, (int, np.integer)):
             if not -len(self.ids) <= key < len(self.ids):
                 raise IndexError(f"index {key} out of range for {len(self.ids)} finished images")
@@ -120,7 +124,11 @@ class _Store:
                 if image_id in self.failed:
                     raise KeyError(f"image '{image_id}' failed in this run: {self.failed[image_id]}")
                 raise KeyError(f"image '{image_id}' is not in store {self.path}")
-        return image_id, self._handle()[IMAGES][image_id]
+        try:
+            handle = self._handle()
+        except OSError as exc:
+            raise StoreError(f"{self.path}: not a readable HDF5 file any more ({exc})") from None
+        return image_id, read_entry(handle, self.index, image_id)
 
     def __iter__(self):
         for i in range(len(self)):
@@ -150,24 +158,27 @@ class LabelStore(_Store):
     def read(self, key: int | str, *, masks: bool | None = None) -> Sample:
         """One sample; ``masks`` overrides the store's ``load_masks`` for this call."""
         masks = self.load_masks if masks is None else masks
-        image_id, g = self._group(key)
-        attrs = {k: plain(v) for k, v in g.attrs.items()}
-        return Sample(
-            image_id=image_id,
-            image_path=str(attrs.pop("image_path")),
-            label=g["label"][()],
-            boxes=g["boxes"][()],
-            classes=g["classes"][()],
-            difficult=g["difficult"][()].astype(bool),
-            truncated=g["truncated"][()].astype(bool),
-            filling_rate=g["filling_rate"][()],
-            masks=g["masks"][()].astype(bool) if masks else None,
-            maps=g["maps"][()].astype(np.float32) if (masks and "maps" in g) else None,
-            planes={k: g[k][()].astype(bool) for k in g if k.endswith("_masks")} if masks else {},
-            objects={k: v[()] for k, v in g[OBJECTS].items()},
-            attrs=attrs,
-            config=self.config,
-        )
+        image_id, entry = self._entry(key)
+        a = entry.arrays
+        try:
+            return Sample(
+                image_id=image_id,
+                image_path=entry.image_path,
+                label=decoded(a["label"]),
+                boxes=decoded(a["boxes"]),
+                classes=decoded(a["classes"]),
+                difficult=decoded(a["difficult"]).astype(bool),
+                truncated=decoded(a["truncated"]).astype(bool),
+                filling_rate=decoded(a["filling_rate"]),
+                masks=decoded(a["masks"]).astype(bool) if masks else None,
+                maps=decoded(a["maps"]).astype(np.float32) if (masks and "maps" in a) else None,
+                planes={k: decoded(v).astype(bool) for k, v in a.items() if k.endswith("_masks")} if masks else {},
+                objects=dict(entry.objects or {}),
+                attrs={"height": entry.height, "width": entry.width, **entry.attrs},
+                config=self.config,
+            )
+        except (KeyError, zlib.error, ValueError) as exc:
+            raise StoreError(f"{self.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
 
 
 class ProposalStore(_Store):
@@ -178,16 +189,20 @@ class ProposalStore(_Store):
     def __getitem__(self, key: int | str) -> Proposals:
         import scipy.sparse as sparse
 
-        image_id, g = self._group(key)
-        sp = g["superpixels"][()]
-        n = int(g.attrs["num_superpixels"])
-        if "membership" in g:                                  # format 2: packed bits
-            membership = unpack_membership(g["membership"][()], n)
-        else:                                                  # format 1: CSR
-            indptr, indices = g["indptr"][()], g["indices"][()]
-            membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
-                                           shape=(len(indptr) - 1, n))
-        attrs = {k: plain(v) for k, v in g.attrs.items()}
+        image_id, entry = self._entry(key)
+        a = entry.arrays
+        try:
+            sp = decoded(a["superpixels"])
+            n = int(entry.attrs["num_superpixels"])
+            if "membership" in a:                              # format 2: packed bits
+                membership = unpack_membership(decoded(a["membership"]), n)
+            else:                                              # format 1: CSR
+                indptr, indices = decoded(a["indptr"]), decoded(a["indices"])
+                membership = sparse.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr),
+                                               shape=(len(indptr) - 1, n))
+        except (KeyError, zlib.error, ValueError) as exc:
+            raise StoreError(f"{self.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
+        attrs = {"height": entry.height, "width": entry.width, "image_path": entry.image_path, **entry.attrs}
         return Proposals(image_id=image_id, superpixels=sp, membership=membership, attrs=attrs)
 
 
@@ -202,7 +217,8 @@ def open_store(path: str | os.PathLike, **kwargs) -> LabelStore | ProposalStore:
 
 def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
     """What ``pseudolabel info`` prints: schema version, provenance, counts, size on disk.
-    Works on a finished store and on a run in progress (its journal)."""
+    Works on a finished store and on a run in progress (its journal). ``check``: also
+    :func:`check_store` (``"damaged"``: image id -> problem; ``"checked"``: images read)."""
     path = Path(path)
     if not path.exists():
         journal = Journal(journal_dir(path))
@@ -222,12 +238,29 @@ def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:
             }
         raise StoreError(f"{path}: no such label store")
     with open_checked(path, None) as f:
-        meta = read_meta(f)
-        if check:  # read every dataset once: a damaged chunk fails here, not in a trainer
-            try:
-                f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
-            except Exception as exc:  # h5py raises OSError/RuntimeError on damaged chunks
-                raise StoreError(f"{path}: damaged store ({exc})") from None
+        index = StoreIndex.read(f, path)
+        meta = dict(index.meta)
+        if check:
+            meta["damaged"] = check_store(f, index)
+            meta["checked"] = index.num_done
+            meta["checksums"] = index.checksums is not None
     meta["path"] = str(path)
     meta["size_bytes"] = path.stat().st_size
     return meta
+
+
+def check_store(f: h5py.File, index: StoreIndex) -> dict[str, str]:
+    """Read every finished image of the open store ``f`` once: its raw entry checked against its
+    checksum (format 2), and every compressed array decompressed. Returns the damaged images,
+    id -> problem (empty when every image read back as written)."""
+    damaged = {}
+    for image_id in index.done_ids:
+        try:
+            entry = read_entry(f, index, image_id)
+            for value in entry.arrays.values():
+                decoded(value)
+        except StoreError as exc:
+            damaged[image_id] = str(exc).split(f"image '{image_id}' ", 1)[-1]
+        except (zlib.error, ValueError) as exc:
+            damaged[image_id] = f"is damaged and cannot be decompressed ({exc})"
+    return damaged

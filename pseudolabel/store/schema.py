@@ -18,10 +18,11 @@ FORMAT_NAME = "pseudolabel.labelstore"
 PROPOSAL_FORMAT_NAME = "pseudolabel.proposalstore"
 FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME}
 """Store format of each kind of stage output (``Stage.output``)."""
-FORMAT_VERSIONS = {FORMAT_NAME: 1, PROPOSAL_FORMAT_NAME: 2}
-"""The version each format is written with."""
-READABLE_VERSIONS = {FORMAT_NAME: (1,), PROPOSAL_FORMAT_NAME: (1, 2)}
-"""The versions readers accept: proposal stores of version 1 (CSR membership) are still read."""
+FORMAT_VERSIONS = {FORMAT_NAME: 2, PROPOSAL_FORMAT_NAME: 2}
+"""The version each format is written with (2: checksums of every image and of the index)."""
+READABLE_VERSIONS = {FORMAT_NAME: (1, 2), PROPOSAL_FORMAT_NAME: (1, 2)}
+"""The versions readers accept: version 1 (no checksums; proposal stores with a CSR membership)
+is still read."""
 FORMAT_VERSION = FORMAT_VERSIONS[FORMAT_NAME]
 """The label store's version (the format trainers read)."""
 
@@ -29,12 +30,27 @@ IMAGES = "images"
 """Group of per-image groups ``images/<id>/``."""
 INDEX = "index"
 """Group of per-split arrays, one row per image in split order."""
-INDEX_FIELDS = ("ids", "done", "error", "height", "width", "num_objects")
-COUNT_ATTRS = ("format", "format_version", "num_images", "num_done", "num_failed", "complete")
+INDEX_FIELDS = ("ids", "done", "error", "height", "width", "num_objects", "checksum")
+"""Datasets of ``index/`` (``checksum`` from version 2 on)."""
+INDEX_CRC = "index_crc32"
+"""Root attribute (version 2): :func:`index_checksum` of the index and the other root attributes."""
+COUNT_ATTRS = ("format", "format_version", "num_images", "num_done", "num_failed", "complete", "index_crc32")
 """Root attributes the writer sets from what it wrote (never copied from another store)."""
 
 STR = h5py.string_dtype("utf-8")
 GZIP_LEVEL = 4
+
+
+def index_checksum(attrs: dict[str, Any], ids: list[str], done, errors: list[str], heights, widths, counts,
+                   checksums) -> int:
+    """CRC-32 of a store's root attributes (but :data:`INDEX_CRC` itself) and of its index, every
+    field in :data:`INDEX_FIELDS` order."""
+    head = {k: plain(v) for k, v in attrs.items() if k != INDEX_CRC}
+    crc = zlib.crc32(json.dumps([head, list(ids), list(errors)], sort_keys=True).encode())
+    for arr, dtype in ((done, np.uint8), (heights, np.int32), (widths, np.int32), (counts, np.int32),
+                       (checksums, np.uint32)):
+        crc = zlib.crc32(np.ascontiguousarray(arr, dtype=dtype).tobytes(), crc)
+    return crc
 
 
 def decode_str(value: Any) -> str:

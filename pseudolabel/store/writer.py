@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layout import tmp_path
 from .entry import Entry
-from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, STR
+from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, STR, index_checksum
 
 
 def write_store(store: str | os.PathLike, meta: dict[str, Any], ids: list[str],
@@ -57,6 +57,7 @@ def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[t
     heights = np.zeros(n, dtype=np.int32)
     widths = np.zeros(n, dtype=np.int32)
     counts = np.zeros(n, dtype=np.int32)
+    checksums = np.zeros(n, dtype=np.uint32)
     position = {image_id: i for i, image_id in enumerate(ids)}
     with h5py.File(path, "w", libver=("earliest", "latest")) as f:
         images = f.create_group(IMAGES)
@@ -68,6 +69,7 @@ def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[t
             entry.write(images.create_group(image_id))
             done[i] = 1
             heights[i], widths[i], counts[i] = entry.height, entry.width, entry.num_objects
+            checksums[i] = entry.checksum()
         index = f.create_group(INDEX)
         index.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
         index.create_dataset("done", data=done)
@@ -75,8 +77,10 @@ def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[t
         index.create_dataset("height", data=heights)
         index.create_dataset("width", data=widths)
         index.create_dataset("num_objects", data=counts)
+        index.create_dataset("checksum", data=checksums)
         attrs = dict(meta)
         attrs.update(format=format_name, format_version=FORMAT_VERSIONS[format_name], num_images=n,
                      num_done=int(done.sum()), num_failed=int(n - done.sum()), complete=True)
+        attrs[INDEX_CRC] = index_checksum(attrs, ids, done, errors, heights, widths, counts, checksums)
         for key, value in attrs.items():
             f.attrs[key] = value
