@@ -27,3 +27,8 @@ class StoreError(PseudolabelError):
 
 class ConfigError(PseudolabelError):
     """A stage configuration value that is out of range or inconsistent."""
+
+
+class Notice(str):
+    """A message that ``-q`` does not hide (e.g. how many images failed): still a plain string for
+    any ``log`` callable."""

@@ -139,8 +139,14 @@ class Evaluation:
 def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True,
                    log: Callable[[str], None] = lambda s: None, per_image: bool = False) -> Evaluation:
     """Score a finished store against the split's ground truth. Images that the run recorded
-    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing.
-    ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`)."""
+    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing;
+    that includes images whose annotation could not be read, whenever their ground truth can
+    (those without are counted in ``unscored_images``). A store made from another data folder
+    is refused. ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`)."""
+    made_from = store.meta.get("dataset_root")
+    if made_from is not None and made_from != str(dataset.root):
+        raise StoreError(f"{store.path}: made from the data at {made_from}, not {dataset.root}; evaluate it "
+                         f"with --data-root {made_from}, or make a store from this data (another --cache)")
     records = {r.image_id: r for r in dataset.records(split)}
     missing = [i for i in store.all_ids if i not in records]
     if missing:
@@ -148,10 +154,12 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
                          f"'{split}' of {dataset.root} (first: {missing[0]})")
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
     kept = np.zeros((len(store.all_ids) if per_image else 0, NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
+    unscored = []
     bar = Progress(len(store.all_ids), f"evaluate {store.stage} [{split}]", enabled=progress)
     for k, image_id in enumerate(store.all_ids):
         record = records[image_id]
-        if isinstance(record, BadRecord):
+        if isinstance(record, BadRecord) and record.class_gt_path is None:
+            unscored.append(image_id)                 # an unreadable annotation and no ground truth
             bar.update()
             continue
         gt = load_class_gt(record)
@@ -170,7 +178,7 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
     bar.close()
     report = scores(matrix)
     report.update(stage=store.stage, split=split, store=str(store.path),
-                  images=len(store.all_ids), failed_images=len(store.failed))
+                  images=len(store.all_ids), failed_images=len(store.failed), unscored_images=len(unscored))
     return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report,
                       per_image=kept if per_image else None)
 
@@ -186,8 +194,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append("-" * 35)
     lines.append(f"{'mIoU':<14}{f(report['miou']):>8}{f(report['miou_ignore_as_background']):>13}")
     cov = report["coverage"]
+    unscored = report.get("unscored_images", 0)
+    failed = report["failed_images"] - unscored
     lines.append(f"coverage {100 * cov:.2f}% of {report['pixels']} non-ignored GT pixels; "
-                 f"{report['images']} images ({report['failed_images']} failed, counted as uncommitted)"
+                 f"{report['images']} images ({failed} failed, counted as uncommitted"
+                 + (f"; {unscored} failed without ground truth, not counted" if unscored else "") + ")"
                  if cov is not None else "no ground-truth pixels")
     return "\n".join(lines)
 

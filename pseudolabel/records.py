@@ -73,6 +73,9 @@ class BadRecord:
     image_id: str
     path: str
     problem: str
+    class_gt_path: str | None = None
+    """The image's ground-truth segmentation, when there is one: evaluation counts its pixels as
+    uncommitted, like those of any failed image."""
 
     @property
     def reason(self) -> str:

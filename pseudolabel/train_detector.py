@@ -39,7 +39,7 @@ import numpy as np
 
 from .catalog import Dataset, load_image
 from .classes import NUM_CLASSES, VOC_CLASSES
-from .config import Checked, option
+from .config import Checked, OptionError, option
 from .errors import ConfigError
 from .progress import Progress, format_seconds
 from .records import ImageRecord
@@ -59,24 +59,29 @@ class TrainConfig(Checked):
     """Images per iteration."""
     lr: float = option(0.01, gt=0)
     """Base learning rate (0.02 for 16 images per batch in torchvision's reference, scaled)."""
-    lr_steps: tuple[int, ...] = (8, 11)
+    lr_steps: tuple[int, ...] = option((8, 11), ge=0)
     """Epochs at which the learning rate is multiplied by 0.1."""
-    warmup: int = 500
+    warmup: int = option(500, ge=0)
     """Iterations of linear warm-up from lr / 1000."""
-    momentum: float = 0.9
+    momentum: float = option(0.9, ge=0, lt=1)
     """SGD momentum."""
-    weight_decay: float = 1e-4
+    weight_decay: float = option(1e-4, ge=0)
     """SGD weight decay."""
-    min_size: int = 800
+    min_size: int = option(800, ge=32)
     """Input short side (as BBAM)."""
-    max_size: int = 1333
+    max_size: int = option(1333, ge=32)
     """Input long side at most."""
     trainable_layers: int = option(3, ge=0, le=5)
     """ResNet stages trained (5 = all; torchvision's default for fine-tuning is 3)."""
     rois_per_image: int = option(512, ge=1)
     """RoIs sampled per image for the box head's loss (torchvision's box_batch_size_per_image, and
     the published configuration's ROI batch): most of a training step's cost at small inputs."""
-    seed: int = 0
+    seed: int = option(0, ge=0, le=2**31 - 2**16)
+    """Seed of the initial weights, the image order and the flips."""
+
+    def validate(self) -> None:
+        if self.max_size < self.min_size:
+            raise OptionError("max_size", f"must be at least min_size ({self.min_size}), got {self.max_size}")
 
 
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:

@@ -140,7 +140,7 @@ def test_unique_sparse_rows_drops_exact_duplicates_only():
     ("--extra-maps", "[0, 1, 1]", "--extra-maps: must be a list of lists"),
     ("--strategies", "[[1, 0, 0]]", "each is 6 weights"),
     ("--scales", "[]", "--scales: must not be empty"),
-    ("--scales", "[1, 0]", "--scales: must be > 0, got 0.0"),
+    ("--scales", "[1, 0]", "--scales: must be > 0, <= 2, got 0.0"),
     ("--extra-maps", "[[0, 1, 1]", "--extra-maps: not a JSON list"),
 ])
 def test_bad_generator_options_are_refused_with_the_reason(invoke, voc_root, option, value, message):

@@ -127,3 +127,233 @@ def test_check_of_a_good_store_passes(grabcut_store, invoke):
     result = invoke("info", store, "--check")
     assert result.exit_code == 0, result.output
     assert "24 image(s) checked against their checksums: no damage found" in result.output
+
+
+def test_evaluate_counts_images_that_failed_on_their_annotation(invoke, voc_root):
+    """A box outside its image fails the image before any work; with --on-error skip, evaluate
+    counts that image's ground-truth pixels as uncommitted, as for any failed image."""
+    import json
+    import re
+
+    from PIL import Image
+    xml = voc_root / "Annotations" / "2012_000004.xml"
+    xml.write_text(re.sub(r"<xmax>\d+</xmax>", "<xmax>999</xmax>", xml.read_text(), count=1))
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    assert invoke("boxes", "--on-error", "skip", env=env).exit_code == 0
+    report = json.loads(invoke("evaluate", "--json", env=env).stdout)
+    train = (voc_root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    gt = [np.array(Image.open(voc_root / "SegmentationClass" / f"{i}.png")) for i in train]
+    assert report["pixels"] == sum(int((g != 255).sum()) for g in gt)        # the failed image included
+    assert report["failed_images"] == 1 and report["unscored_images"] == 0
+    failed = int((gt[train.index("2012_000004")] != 255).sum())
+    assert report["coverage"] == pytest.approx(1 - failed / report["pixels"], abs=1e-6)
+    text = invoke("evaluate", env=env).output
+    assert "(1 failed, counted as uncommitted)" in text
+
+
+def test_jobs_beyond_the_cores_start_no_more_workers_than_cores(invoke, voc_root, monkeypatch):
+    import json
+
+    import pseudolabel.runner.executors as executors
+    started = []
+    real = executors.Loky.__init__
+
+    def recording(self, jobs):
+        started.append(jobs)
+        real(self, jobs)
+    monkeypatch.setattr(executors.Loky, "__init__", recording)
+    monkeypatch.setattr(executors, "cpu_count", lambda: 2)
+    result = invoke("boxes", "--data-root", voc_root, "--jobs", "1000")
+    assert result.exit_code == 0, result.output
+    assert "--jobs 1000: this process may use 2 core(s); starting 2 worker process(es)" in result.output
+    assert started == [2]
+    store = voc_root.parent / "cache" / "VOC2012" / "train" / "boxes.h5"
+    (session,) = json.loads(LabelStore(store).meta["run_log"])
+    assert session["jobs"] == 2
+
+
+# ------------------------------------------------------------------------------------------ faults
+def _images_of(path) -> dict:
+    from .conftest import store_contents
+    return {k: v for k, v in store_contents(path).items() if k.startswith(("images", "index"))}
+
+
+def test_disk_full_stops_the_run_clearly_and_a_rerun_completes_it(invoke, voc_root, monkeypatch):
+    """No space left while the journal is written (after 3 images), then while the store is
+    written: each time one line saying so, nothing finished is lost, and the next run completes
+    to the store an uninterrupted run makes."""
+    import errno
+
+    from pseudolabel.layout import tmp_path
+    from pseudolabel.store import entry as entry_module
+    from pseudolabel.store import journal as journal_module
+    args = ["grabcut", "--data-root", voc_root, "--split", "trainval"]
+    full = OSError(errno.ENOSPC, "No space left on device")
+    put, written = journal_module.Journal.put, []
+
+    def put_until_full(self, image_id, entry):
+        if len(written) == 3:
+            raise full
+        put(self, image_id, entry)
+        written.append(image_id)
+    monkeypatch.setattr(journal_module.Journal, "put", put_until_full)
+    result = invoke(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write the run's journal (No space left on device); the 3 image(s) finished are kept" \
+        in result.output and "rerun the same command to resume" in result.output
+    store = voc_root.parent / "cache" / "VOC2012" / "trainval" / "grabcut"
+    (journal,) = store.glob("*.h5.partial")
+    assert sorted(p.stem for p in journal.glob("*.npz")) == sorted(written)
+    monkeypatch.setattr(journal_module.Journal, "put", put)
+
+    write = entry_module.Entry.write
+
+    def write_until_full(self, group):
+        if group.name.endswith("2012_000004"):
+            raise full
+        write(self, group)
+    monkeypatch.setattr(entry_module.Entry, "write", write_until_full)
+    result = invoke(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write the store (No space left on device); every image is in the journal" in result.output
+    keyed = journal.with_name(journal.name[: -len(".partial")])
+    assert not keyed.exists() and not tmp_path(keyed).exists() and journal.exists()
+    monkeypatch.setattr(entry_module.Entry, "write", write)
+
+    result = invoke(*args)
+    assert result.exit_code == 0 and "8 of 8 images already finished" in result.output, result.output
+    reference = run_stage("grabcut", open_dataset(voc_root), "trainval", voc_root.parent / "ref", progress=False)
+    assert _images_of(keyed) == _images_of(reference.store)
+
+
+def test_a_worker_dying_mid_image_stops_the_run_clearly_and_a_rerun_completes_it(voc_root, tmp_path):
+    import subprocess
+    import sys
+
+    from .helpers import misbehaving_env
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "pseudolabel", "boxes", "--data-root", str(voc_root), "--cache", str(cache),
+           "--split", "trainval", "--jobs", "2"]
+    crashed = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                             env=misbehaving_env(tmp_path / "site", crash="2012_000003"))
+    assert crashed.returncode == 1 and "Traceback" not in crashed.stderr, crashed.stderr
+    errors = [line for line in crashed.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [e for e in errors if "a worker process died while working on an image (killed by SIGKILL" in e]
+    assert len(errors) == 1 and "rerun the same command to resume" in errors[0]
+    (journal,) = (cache / "VOC2012" / "trainval" / "boxes").glob("*.h5.partial")
+    kept = {p.stem for p in journal.glob("*.npz")}
+    assert "2012_000003" not in kept
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(kept)} of 8 images already finished" in rerun.stderr
+    reference = run_stage("boxes", open_dataset(voc_root), "trainval", tmp_path / "ref", progress=False)
+    store = cache / "VOC2012" / "trainval" / "boxes.h5"
+    assert _images_of(store) == _images_of(reference.store)
+
+
+KILL_PARENT = """
+import os, signal, sys
+from pathlib import Path
+from pseudolabel.store import journal
+put = journal.Journal.put
+def killing_put(self, image_id, entry):
+    put(self, image_id, entry)
+    kids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        kids += (task / "children").read_text().split()
+    Path(sys.argv[1]).write_text(" ".join(kids))
+    os.kill(os.getpid(), signal.SIGKILL)
+journal.Journal.put = killing_put
+from pseudolabel.cli import cli
+cli(sys.argv[2:], prog_name="pseudolabel")
+"""
+
+
+def test_workers_do_not_outlive_a_killed_run(voc_root, tmp_path):
+    """The run is SIGKILLed while a worker is busy on an image for minutes: the worker notices its
+    parent is gone and exits, instead of finishing the image for nobody."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from .helpers import misbehaving_env
+    pids = tmp_path / "workers.txt"
+    env = misbehaving_env(tmp_path / "site", sleep=300, awake="2012_000002")   # the first image sent out
+    proc = subprocess.run([sys.executable, "-c", KILL_PARENT, str(pids), "-q", "boxes", "--data-root", str(voc_root),
+                           "--cache", str(tmp_path / "cache"), "--split", "trainval", "--jobs", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    workers = [int(p) for p in pids.read_text().split()]
+    assert workers
+
+    def alive():
+        out = []
+        for pid in workers:
+            try:
+                if "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+                    out.append(pid)
+            except OSError:
+                pass
+        return out
+    deadline = time.monotonic() + 60        # the busy worker would otherwise sleep 300 s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
+
+
+# ------------------------------------------------------------------------------------- messages
+def test_quiet_still_says_how_many_images_failed(invoke, voc_root):
+    (voc_root / "JPEGImages" / "2012_000001.jpg").write_bytes(b"junk")
+    for args in (["-q", "boxes"], ["boxes", "-q"]):
+        result = invoke(*args, "--data-root", voc_root, "--on-error", "skip", "--force")
+        assert result.exit_code == 0
+        assert result.output.strip().splitlines() == [
+            line for line in result.output.strip().splitlines() if "1 image(s) failed and were skipped" in line]
+
+
+def test_info_of_a_journal_and_of_a_store_without_failures(invoke, voc_root, tmp_path):
+    from pseudolabel.layout import journal_dir
+    from pseudolabel.store.journal import Journal
+    store = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False).store
+    out = invoke("info", store, "--failures").output
+    assert "failures:    no failures" in out
+    pending = tmp_path / "pending.h5"
+    Journal(journal_dir(pending)).start({"stage": "boxes", "ids": ["a", "b"]})
+    out = invoke("info", pending).output
+    assert "format:      journal of a run in progress or interrupted (no store file yet)" in out and " v-" not in out
+
+
+def test_a_store_of_another_data_folder_of_the_same_name(invoke, voc_root, tmp_path):
+    """Refused by a run (which suggests another --cache before --force) and by evaluate."""
+    cache = tmp_path / "cache"
+    assert invoke("boxes", "--data-root", voc_root, "--cache", cache).exit_code == 0
+    other = make_voc_tree(tmp_path / "elsewhere" / "VOC2012", n_images=8)
+    run = invoke("boxes", "--data-root", other, "--cache", cache)
+    assert run.exit_code == 1 and "made with a different dataset" in run.output
+    assert f"({voc_root.resolve()}, not {other.resolve()}); use another --cache to keep both, or --force" in run.output
+    evaluated = invoke("evaluate", "--data-root", other, "--cache", cache)
+    assert evaluated.exit_code == 1 and f"made from the data at {voc_root.resolve()}, not {other.resolve()}" \
+        in evaluated.output and "Traceback" not in evaluated.output
+
+
+def test_quiet_and_verbose_after_the_command(invoke, voc_root, tmp_path):
+    from pathlib import Path
+    recipe = Path(__file__).resolve().parents[1] / "pipelines" / "box2seg.toml"
+    result = invoke("run", recipe, "--data-root", voc_root, "--cache", tmp_path / "c", "-q")
+    assert result.exit_code == 0 and result.output == ""
+    listed = invoke("cache", "list", "--cache", tmp_path / "c", "-q")
+    assert listed.exit_code == 0 and "grabcut" in listed.output
+
+
+def test_ctrl_c_says_how_to_resume(invoke, voc_root, monkeypatch):
+    from pseudolabel.store import journal as journal_module
+    put = journal_module.Journal.put
+
+    def interrupted(self, image_id, entry):
+        put(self, image_id, entry)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(journal_module.Journal, "put", interrupted)
+    result = invoke("boxes", "--data-root", voc_root)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "interrupted: finished images are kept; rerun the same command to resume" in result.output

@@ -89,11 +89,11 @@ class GrabCutParams(Checked):
     min_side: int = option(24, ge=0)
     """tiny_box: boxes whose shorter side is below this many pixels keep the filled box
     (practice: "keep the box for boxes under 24 px"; 16 and 32 measured equal)."""
-    max_aspect: float = 8.0
+    max_aspect: float = option(8.0, ge=1)
     """thin_box: boxes with longer/shorter side ratio above this keep the filled box."""
-    whole_image_bg_frac: float = 0.05
+    whole_image_bg_frac: float = option(0.05, ge=0, lt=1)
     """whole_image: fire when less than this share of the image lies outside the box."""
-    min_bg_pixels: int = 64
+    min_bg_pixels: int = option(64, ge=0)
     """whole_image: also fire when the (downscaled) working window has fewer background pixels
     outside the rectangle than this (cv2 needs background samples for its GMM)."""
     collapse_frac: float = option(0.15, ge=0, le=1)
@@ -107,9 +107,9 @@ class GrabCutParams(Checked):
     margin_frac: float = option(0.5, ge=0)
     """Crop margin on every side, as a fraction of the box's longer side: background context
     for the colour models (0.25 lost quality; 0.75 and 1.0 no better than 0.5)."""
-    margin_min_px: int = 16
+    margin_min_px: int = option(16, ge=0)
     """Lower bound on the crop margin in pixels (small boxes still see some background)."""
-    work_side: int = 300
+    work_side: int = option(300, ge=0)
     """Longer side (px) of the working window: larger crops are downscaled (INTER_AREA) to this
     before GrabCut and the mask is upsampled back. 0 disables downscaling. 200 lost ~1.5
     instance-IoU points (more collapses: the fixed pairwise weight grows relative to the
@@ -139,6 +139,8 @@ class GrabCutParams(Checked):
 
 
     def validate(self) -> None:
+        if 0 < self.work_side < 32:
+            raise OptionError("work_side", f"must be 0 (no downscaling) or at least 32 px, got {self.work_side}")
         if not self.collapse_frac < self.explode_frac:
             raise OptionError("collapse_frac", f"must be below explode_frac ({self.explode_frac:g}), "
                                                f"got {self.collapse_frac:g}")

@@ -3,6 +3,7 @@ configuration can be made, checked and shown (``pseudolabel proposals --help``) 
 scikit-image and scipy."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..config import Checked, OptionError, option
@@ -15,7 +16,7 @@ _TERMS = ("boundary", "lab", "hsv", "texture", "size", "fill")
 class ProposalParams(Checked):
     """Every tunable of the proposal generator. Defaults measured on coco128-voc-dev (train)."""
 
-    scales: tuple[float, ...] = option((1.0, 0.5, 0.25), gt=0, nonempty=True)
+    scales: tuple[float, ...] = option((1.0, 0.5, 0.25), gt=0, le=2, nonempty=True)
     """Image scales of the gradient computation (MCG: 2, 1, 0.5). Coarse scales see object-level
     contrast and suppress texture; scale 2 added nothing over 1 at 4x the cost. Adding 0.125
     raised ABO (with ``lab_weights`` (1, 2, 2): 0.678 -> 0.689) but gives coarser superpixels and
@@ -33,18 +34,18 @@ class ProposalParams(Checked):
     mean IoU gain +0.78 -> +0.87 points), 0.56 -> 0.81 s per image. Adding an intensity-only map
     (1, 0, 0) as well: ABO 0.716 at 1.4 s, but a smaller refine gain (+0.66 points per object);
     a and b as two maps: 0.711 at 1.3 s, +0.76 points. ``()``: one map only."""
-    gradient_sigma: float = 1.0
+    gradient_sigma: float = option(1.0, gt=0)
     """Gaussian smoothing (px, at each scale) before the Sobel gradients."""
-    boundary_percentile: float = 99.0
+    boundary_percentile: float = option(99.0, gt=0, le=100)
     """The boundary map is divided by this percentile of itself and clipped to 1, so similarity
     terms share one range whatever the image contrast."""
-    watershed_sigma: float = 1.0
+    watershed_sigma: float = option(1.0, ge=0)
     """Smoothing (px) of the boundary map before its local minima seed the watershed: larger
     values give fewer, coarser superpixels (2: ~1500, 1: ~3600 before the size merge)."""
     min_region_size: int = option(64, ge=1)
     """Superpixels smaller than this many pixels are merged into the neighbour across their
     weakest boundary: removes noise regions and keeps the hierarchies' loops short."""
-    colour_bins: int = option(16, ge=2)
+    colour_bins: int = option(16, ge=2, le=256)
     """Histogram bins per colour channel (Lab and HSV)."""
     start_k: tuple[float, ...] = option((40.0, 160.0), ge=0)
     """Felzenszwalb-Huttenlocher threshold constants (boundary strength x pixels) of the start
@@ -63,9 +64,9 @@ class ProposalParams(Checked):
     levels raise ABO but lower the refine gain (more proposals just inside a mask widen the
     rule's union): adding (1,0,1,0,1,1), (1,0,0,1,1,1), pairs at 128, 256 and triplets at 64
     gave ABO 0.710 but refine +1.29 instead of +1.61 mIoU (one map)."""
-    pair_levels: tuple[int, ...] = (4, 8, 16, 32, 64)
+    pair_levels: tuple[int, ...] = option((4, 8, 16, 32, 64), ge=2)
     """Cut levels (number of regions left) at which adjacent region pairs become proposals."""
-    triplet_levels: tuple[int, ...] = (4, 8, 16, 32)
+    triplet_levels: tuple[int, ...] = option((4, 8, 16, 32), ge=3)
     """Cut levels at which connected triplets of regions become proposals (MCG: pairs give most
     of the gain, triplets a little)."""
 
@@ -75,6 +76,10 @@ class ProposalParams(Checked):
             if len(w) != 3 or min(w) < 0 or not any(w):
                 raise OptionError(name, f"a boundary map is three non-negative Lab channel weights, not all "
                                         f"zero, e.g. [0, 1, 1]; got {list(w)!r}")
+        for name, rows in (("extra_maps", self.extra_maps), ("strategies", self.strategies)):
+            for w in rows:
+                if any(not math.isfinite(v) or v < 0 for v in w):
+                    raise OptionError(name, f"weights must be finite and >= 0, got {list(w)!r}")
         for w in self.strategies:
             if len(w) != len(_TERMS):
                 raise OptionError("strategies", f"each is {len(_TERMS)} weights ({', '.join(_TERMS)}), "

@@ -127,7 +127,7 @@ def _relabel(sp: np.ndarray) -> np.ndarray:
 def _finest_partition(bnd: np.ndarray, params: ProposalParams) -> np.ndarray:
     """(H, W) boundary map -> (H, W) int32 superpixel map; every region >= min_region_size px
     (unless the image is smaller)."""
-    smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma)
+    smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma) if params.watershed_sigma > 0 else bnd
     sp = _relabel(watershed(smooth))
     while True:
         n = int(sp.max()) + 1

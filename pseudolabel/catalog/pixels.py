@@ -8,7 +8,7 @@ from PIL import Image
 
 from ..classes import NUM_CLASSES
 from ..errors import DataError
-from ..records import ImageRecord
+from ..records import BadRecord, ImageRecord
 from .sbd import load_mat_struct, read_sbd_instances
 
 def load_image(record: ImageRecord) -> np.ndarray:
@@ -51,7 +51,7 @@ def _deep_to_rgb(pixels: np.ndarray, mode: str) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def _load_png_indices(path: str, record: ImageRecord) -> np.ndarray:
+def _load_png_indices(path: str, record: ImageRecord | BadRecord) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
@@ -67,17 +67,22 @@ def _load_png_indices(path: str, record: ImageRecord) -> np.ndarray:
     return labels
 
 
-def _check_shape(labels: np.ndarray, path: str, record: ImageRecord) -> np.ndarray:
+def _check_shape(labels: np.ndarray, path: str, record: ImageRecord | BadRecord) -> np.ndarray:
+    if isinstance(record, BadRecord):           # its annotation is unreadable: no size to check against
+        return labels
     if labels.shape != (record.height, record.width):
         raise DataError(path, f"ground truth is {labels.shape[1]}x{labels.shape[0]} but the image "
                               f"is {record.width}x{record.height}", record.image_id)
     return labels
 
 
-def load_class_gt(record: ImageRecord) -> np.ndarray:
-    """Ground-truth semantic labels (H, W) uint8: 0 background, 1..20, 255 void."""
+def load_class_gt(record: ImageRecord | BadRecord) -> np.ndarray:
+    """Ground-truth semantic labels (H, W) uint8: 0 background, 1..20, 255 void (also of an image
+    whose annotation could not be read, when its ground truth can)."""
     path = record.class_gt_path
     if path is None:
+        if isinstance(record, BadRecord):
+            raise DataError(record.path, "no ground-truth segmentation for this image", record.image_id)
         raise DataError(record.annotation_path or record.image_path,
                         "no ground-truth segmentation for this image (SegmentationClass PNG "
                         "or SBD cls/*.mat)", record.image_id)

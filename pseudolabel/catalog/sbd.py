@@ -51,7 +51,8 @@ def sbd_record(sbd: Path, image_id: str, voc: Path | None = None) -> ImageRecord
     try:
         seg, cats = read_sbd_instances(inst_path)
     except DataError as err:
-        return BadRecord(image_id, err.path, err.problem)
+        cls = sbd / "cls" / f"{image_id}.mat"
+        return BadRecord(image_id, err.path, err.problem, class_gt_path=str(cls) if cls.exists() else None)
     objects = []
     for k, class_id in enumerate(cats, start=1):
         ys, xs = np.nonzero(seg == k)

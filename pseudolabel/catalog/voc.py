@@ -13,11 +13,11 @@ from ..records import BadRecord, ImageRecord, ObjectRecord
 
 def voc_record(voc: Path, image_id: str) -> ImageRecord | BadRecord:
     xml_path = voc / "Annotations" / f"{image_id}.xml"
+    cls_png = voc / "SegmentationClass" / f"{image_id}.png"
     try:
         width, height, objects = parse_voc_xml(xml_path)
     except DataError as err:
-        return BadRecord(image_id, err.path, err.problem)
-    cls_png = voc / "SegmentationClass" / f"{image_id}.png"
+        return BadRecord(image_id, err.path, err.problem, class_gt_path=str(cls_png) if cls_png.exists() else None)
     obj_png = voc / "SegmentationObject" / f"{image_id}.png"
     return ImageRecord(
         image_id=image_id,

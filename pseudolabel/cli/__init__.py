@@ -23,6 +23,10 @@ class Group(click.Group):
         return sorted({*super().list_commands(ctx), *STAGES, *self.LAZY})
 
     def get_command(self, ctx: click.Context, name: str):
+        command = _with_verbosity(self._get_command(ctx, name))
+        return command
+
+    def _get_command(self, ctx: click.Context, name: str):
         command = super().get_command(ctx, name)
         if command is None:
             from ..stages import STAGES
@@ -65,6 +69,30 @@ class Group(click.Group):
             click.echo("\ninterrupted: finished images are kept; rerun the same command to resume",
                        err=True)
             sys.exit(130)
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
+    if not value:
+        return
+    root = ctx.find_root()
+    root.obj = root.obj or {}
+    root.obj["verbosity"] = -1 if param.name == "quiet" else root.obj.get("verbosity", 0) + value
+
+
+def _with_verbosity(command):
+    """``-q`` and ``-v`` also after the command's name (``pseudolabel run RECIPE -q``), as before it."""
+    if command is None or any(p.name == "quiet" for p in command.params):
+        return command
+    command.params += [
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity,
+                     help="Only errors and requested output; no progress (as before the command)."),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set_verbosity,
+                     show_default=False, help="More messages (repeatable)."),
+    ]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_verbosity(sub)
+    return command
 
 
 def _shorten(text: str, limit: int) -> str:

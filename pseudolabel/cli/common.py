@@ -9,6 +9,7 @@ import click
 
 from ..catalog import Dataset, open_dataset
 from ..config import config_from_mapping
+from ..errors import Notice
 
 data_root_option = click.option(
     "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
@@ -25,12 +26,13 @@ split_option = click.option(
 
 
 def progress_enabled(ctx: click.Context) -> bool:
-    return ctx.obj.get("verbosity", 0) >= 0
+    return ctx.find_root().obj.get("verbosity", 0) >= 0
 
 
 def logger(ctx: click.Context, level: int = 0):
+    """Messages to stderr at ``level`` (0: unless -q); a :class:`~pseudolabel.errors.Notice` even with -q."""
     def log(message: str) -> None:
-        if ctx.obj.get("verbosity", 0) >= level:
+        if ctx.find_root().obj.get("verbosity", 0) >= level or isinstance(message, Notice):
             click.echo(message, err=True)
     return log
 

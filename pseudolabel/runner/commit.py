@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..classes import VOC_CLASSES
-from ..errors import DataError
+from ..errors import DataError, StoreError
 from ..store.entry import Entry
 from ..store.index import StoreFile
 from ..store.schema import FORMATS
@@ -78,16 +78,19 @@ class Commit:
     def start(self, jobs: int, backend: str) -> None:
         """The journal's manifest (a new run) and this session's record in the run log."""
         plan = self.plan
-        if not self.journal.exists():
-            plan.target.store.parent.mkdir(parents=True, exist_ok=True)
-            created = plan.previous.meta["created"] if plan.previous is not None else now()
-            self.journal.start({**plan.want, "ids": plan.ids, "created": created, "package_version": __version__,
-                                "host": socket.gethostname()})
         record = {**versions(), "start": now(), "host": socket.gethostname(), "pid": os.getpid(), "jobs": jobs,
                   "backend": backend, "resumed": plan.resumed}
         if plan.previous is not None:
             record["retry_failed"] = plan.retried
-        self.session = self.journal.start_session(record)
+        try:
+            if not self.journal.exists():
+                plan.target.store.parent.mkdir(parents=True, exist_ok=True)
+                created = plan.previous.meta["created"] if plan.previous is not None else now()
+                self.journal.start({**plan.want, "ids": plan.ids, "created": created,
+                                    "package_version": __version__, "host": socket.gethostname()})
+            self.session = self.journal.start_session(record)
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
 
     def record_bad(self) -> None:
         """Annotation problems, known before any work: stop at once, or record them as failed."""
@@ -100,13 +103,22 @@ class Commit:
             self._failure(r.image_id, r.reason)
         self.summary.processed += len(bad)
 
+    def _cannot_write(self, exc: OSError) -> StoreError:
+        kept = len(self.journal.finished())
+        return StoreError(f"{self.journal.dir}: cannot write the run's journal ({exc.strerror or exc}); the {kept} "
+                          f"image(s) finished are kept: free some space (or fix the folder) and rerun the same "
+                          f"command to resume")
+
     def add(self, outcome: Outcome) -> None:
         if isinstance(outcome, Failed):
             if self.on_error == "fail":
                 raise DataError(outcome.path, outcome.problem, outcome.image_id)
             self._failure(outcome.image_id, outcome.reason)
         elif isinstance(outcome, Done):
-            self.journal.put(outcome.image_id, outcome.entry)
+            try:
+                self.journal.put(outcome.image_id, outcome.entry)
+            except OSError as exc:
+                raise self._cannot_write(exc) from None
             self.kept.add(outcome.image_id, outcome.entry)
             self.summary.objects += outcome.entry.num_objects
             for key, value in outcome.counts.items():
@@ -116,15 +128,21 @@ class Commit:
         self.summary.processed += 1
 
     def _failure(self, image_id: str, reason: str) -> None:
-        self.journal.put_failure(image_id, reason)
+        try:
+            self.journal.put_failure(image_id, reason)
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
         self.summary.failures.append((image_id, reason))
 
     def finish(self, wall_s: float) -> None:
         """End the session, write the store (one finalize) and remove the journal."""
         summary, plan = self.summary, self.plan
-        self.journal.end_session(self.session, {"end": now(), "processed": summary.processed,
-                                                "objects": summary.objects, "failed": len(summary.failures),
-                                                "wall_s": round(wall_s, 3)})
+        try:
+            self.journal.end_session(self.session, {"end": now(), "processed": summary.processed,
+                                                    "objects": summary.objects, "failed": len(summary.failures),
+                                                    "wall_s": round(wall_s, 3)})
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
         before = previous_run_log(plan)
         sessions = before + [s for s in self.journal.sessions() if s not in before]
         meta = {**plan.want, "package_version": __version__, "created": self.journal.manifest()["created"],
@@ -134,6 +152,9 @@ class Commit:
         old = StoreFile(plan.target.store) if plan.previous is not None else None
         try:
             write_store(plan.target.store, meta, plan.ids, self._entries(old, counted), FORMATS[self.output])
+        except OSError as exc:
+            raise StoreError(f"{plan.target.store}: cannot write the store ({exc.strerror or exc}); every image is "
+                             f"in the journal: free some space and rerun the same command to write it") from None
         finally:
             if old is not None:
                 old.close()

@@ -13,12 +13,25 @@ written in split order). Several GPUs are not an executor but several runs (``de
 from __future__ import annotations
 
 import os
+import re
+import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PseudolabelError
 
 BACKENDS = ("loky", "dask")
+
+
+class WorkerDied(PseudolabelError):
+    """A worker process ended abruptly (killed, out of memory, a crash in native code)."""
+
+
+def _signal_of(exc: Exception) -> str:
+    """'killed by SIGKILL' (or the like) from loky's message about a terminated worker."""
+    found = re.search(r"\{(?:[^}]*\b)?(SIG[A-Z]+)", str(exc)) or re.search(r"(SIG[A-Z]+)", str(exc))
+    return f"killed by {found.group(1)}" if found else "it ended abruptly"
 
 
 def cpu_count() -> int:
@@ -26,11 +39,17 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_jobs(jobs: int) -> int:
-    """``0`` means every core this process may use."""
+def resolve_jobs(jobs: int, log: Callable[[str], None] = lambda s: None) -> int:
+    """Worker processes for ``--jobs``: ``0`` means every core this process may use, and more
+    workers than cores are never started (they would only compete for them: a thousand once left
+    leaked semaphores behind)."""
     if jobs < 0:
         raise ValueError(f"--jobs must be 0 (all cores) or a positive number, not {jobs}")
-    return cpu_count() if jobs == 0 else jobs
+    cores = cpu_count()
+    if jobs > cores:
+        log(f"--jobs {jobs}: this process may use {cores} core(s); starting {cores} worker process(es)")
+        return cores
+    return cores if jobs == 0 else jobs
 
 
 class Serial:
@@ -41,6 +60,30 @@ class Serial:
             yield fn(*args)
 
 
+_WATCHING: list[int] = []
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker process: exit at once when ``parent`` (the run's process) is gone, so a run
+    killed with SIGKILL leaves no worker behind finishing a long image for nobody. Its children
+    are re-parented the moment it dies, zombie or not, so ``getppid`` tells."""
+    if _WATCHING or os.getpid() == parent or os.getppid() != parent:
+        return
+    _WATCHING.append(parent)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+    threading.Thread(target=watch, name="pseudolabel-parent-watch", daemon=True).start()
+
+
+def in_worker(parent: int, fn: Callable, *args) -> Any:
+    """What a local worker process runs: ``fn(*args)``, watching its parent first."""
+    _watch_parent(parent)
+    return fn(*args)
+
+
 class Loky:
     parallel = True
 
@@ -49,8 +92,16 @@ class Loky:
 
     def map(self, fn: Callable, items: Iterable[tuple]) -> Iterator[Any]:
         from joblib import Parallel, delayed
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+        parent = os.getpid()
         # joblib's default backend, or whatever the caller set with joblib.parallel_config
-        yield from Parallel(n_jobs=self.jobs, return_as="generator_unordered")(delayed(fn)(*a) for a in items)
+        try:
+            yield from Parallel(n_jobs=self.jobs, return_as="generator_unordered")(
+                delayed(in_worker)(parent, fn, *a) for a in items)
+        except TerminatedWorkerError as exc:
+            raise WorkerDied(f"a worker process died while working on an image ({_signal_of(exc)}; out of memory "
+                             f"is the usual cause): the images finished so far are kept in the journal; rerun the "
+                             f"same command to resume, with fewer --jobs if memory is short") from None
 
 
 class Dask:
@@ -63,11 +114,12 @@ class Dask:
 
 
 def make_executor(backend: str, jobs: int, units: int) -> Serial | Loky | Dask:
+    """The executor for ``units`` units of work: never more local workers than units."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "dask":
         return Dask()
-    return Serial() if jobs == 1 or units <= 1 else Loky(jobs)
+    return Serial() if jobs == 1 or units <= 1 else Loky(min(jobs, units))
 
 
 @contextmanager

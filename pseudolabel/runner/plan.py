@@ -104,8 +104,11 @@ def _finished_store(plan: Plan, retry_failed: bool) -> None:
     if have.ids != plan.ids:
         diff.append("image ids")
     if diff:
-        raise StoreError(f"{store} already exists but was made with a different {', '.join(diff)}; "
-                         f"use --force to overwrite it")
+        advice = ("use another --cache to keep both, or --force to overwrite it" if "dataset" in diff
+                  else "use --force to overwrite it")
+        raise StoreError(f"{store} already exists but was made with a different {', '.join(diff)}"
+                         + (f" ({have.meta.get('dataset_root')}, not {plan.want['dataset_root']})" if "dataset" in diff
+                            else "") + f"; {advice}")
     plan.done, plan.failed = have.num_done, have.num_failed
     if not (retry_failed and have.num_failed):
         plan.nothing_to_do = True

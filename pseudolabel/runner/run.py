@@ -53,7 +53,7 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
         check_shard(shard)
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
-    jobs = resolve_jobs(jobs)
+    jobs = resolve_jobs(jobs, log)
     make_executor(backend, jobs, 0)                      # an unknown backend fails before any work
     target = resolve_target(stage_name, config, dataset, split, cache, shard)
     stage.check(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import Notice
 from ..progress import format_seconds
 
 
@@ -45,6 +46,6 @@ class RunSummary:
         if self.counts:
             out.insert(1, "events: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         if self.failed:
-            out.append(f"{self.failed} image(s) failed and were skipped; reasons are in the store "
-                       f"(pseudolabel info {self.store} --failures)")
+            out.append(Notice(f"{self.failed} image(s) failed and were skipped; reasons are in the store "
+                              f"(pseudolabel info {self.store} --failures)"))
         return out

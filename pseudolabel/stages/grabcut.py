@@ -17,6 +17,7 @@ import numpy as np
 
 from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
                                   is_grey, reference_grabcut)
+from ..config import option
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
 from ..results import StageResult
@@ -34,7 +35,7 @@ class GrabCutConfig(GrabCutParams):
     reference: bool = False
     """Plain GrabCut as commonly run (full image, rectangle init, 5 iterations, no guards,
     smaller boxes on top): the reference for speed and quality comparisons."""
-    seed: int = 0
+    seed: int = option(0, ge=0, le=2**31 - 2**16)
     """Seed of OpenCV's colour-model initialisation; box k of an image uses seed + k."""
 
 
