@@ -11,10 +11,16 @@ R-CNN ResNet-50-FPN on the boxes of a split, starting from (``init``):
 - ``none``: random weights (tests; useless otherwise);
 - a path: a checkpoint of this command (or any 21-class state dict) to continue from.
 
-Schedule: SGD (momentum 0.9, weight decay 1e-4), linear warm-up over the first ``warmup``
-iterations, learning rate x0.1 at each epoch in ``lr_steps``; batches of ``batch_size``
-images, random horizontal flips (seeded); ``difficult`` boxes are left out of training and
-ignored by the evaluation, as in VOC's protocol.
+Schedule, by default the published one (``configs/pascal_voc/BBAM_VOC_aug_FPN_R101_FasterRCNN.yaml``
+of ``jbeomlee93/BBAM`` and maskrcnn-benchmark's defaults, on 10,582 train_aug images): SGD, momentum
+0.9, weight decay 1e-4 (none on biases, whose learning rate is doubled), a base learning rate of 0.01
+for 16 images per batch scaled linearly to ``batch_size`` (0.00125 for 2), linear warm-up from a
+third of it over the first 8,000 images (500 iterations of 16), x0.1 at epochs 18 and 24 and 27
+epochs in all (iterations 12,000, 16,000 and 18,000 of 16 images); multi-scale training, each image's
+short side drawn from 480, 512, ..., 800 (long side at most 1333), evaluation at 800; random
+horizontal flips. Everything is seeded. ``difficult`` boxes are left out of training and ignored by
+the evaluation, as in VOC's protocol. (torchvision's detection reference uses 0.02 for 16 images:
+``--lr 0.0025`` at batch 2.)
 
 Checkpoints: ``<out>/last.pth`` after every epoch (model, optimiser, epoch, configuration) and
 ``<out>/model_final.pth`` (``{"model": state_dict, "meta": ...}``, what ``bbam --weights``
@@ -53,22 +59,35 @@ class TrainConfig(Checked):
     init: str = "coco"
     """Starting weights: coco (torchvision's COCO detector, predictor mapped to VOC), imagenet
     (ImageNet ResNet-50 backbone, rest random), none (random), or a checkpoint PATH."""
-    epochs: int = option(12, ge=1)
-    """Passes over the split."""
+    epochs: int = option(27, ge=1)
+    """Passes over the split (published: 18,000 iterations of 16 images, 27.2 passes of train_aug)."""
     batch_size: int = option(2, ge=1)
     """Images per iteration."""
-    lr: float = option(0.01, gt=0)
-    """Base learning rate (0.02 for 16 images per batch in torchvision's reference, scaled)."""
-    lr_steps: tuple[int, ...] = option((8, 11), ge=0)
-    """Epochs at which the learning rate is multiplied by 0.1."""
-    warmup: int = option(500, ge=0)
-    """Iterations of linear warm-up from lr / 1000."""
+    lr: float = option(0.0, ge=0)
+    """Learning rate; 0 = base_lr scaled linearly to batch_size (0.00125 for 2)."""
+    base_lr: float = option(0.01, gt=0)
+    """The learning rate for base_batch images per iteration (published: 0.01 for 16)."""
+    base_batch: int = option(16, ge=1)
+    """See base_lr."""
+    lr_steps: tuple[int, ...] = option((18, 24), ge=0)
+    """Epochs at which the learning rate is multiplied by 0.1 (published: iterations 12,000 and 16,000
+    of 16 images)."""
+    warmup_images: int = option(8000, ge=0)
+    """Images of linear warm-up (published: 500 iterations of 16)."""
+    warmup_factor: float = option(1 / 3, gt=0, le=1)
+    """The warm-up starts at this fraction of the learning rate (published: 1/3)."""
+    bias_lr_factor: float = option(2.0, ge=0)
+    """Biases learn this much faster (published: 2)."""
+    bias_weight_decay: float = option(0.0, ge=0)
+    """Weight decay of biases (published: 0)."""
     momentum: float = option(0.9, ge=0, lt=1)
     """SGD momentum."""
     weight_decay: float = option(1e-4, ge=0)
     """SGD weight decay."""
     min_size: int = option(800, ge=32)
-    """Input short side (as BBAM)."""
+    """Input short side for evaluation (and BBAM's)."""
+    min_size_train: tuple[int, ...] = option(tuple(range(480, 801, 32)), ge=32, nonempty=True)
+    """Training short sides: one drawn per image (published: 480 to 800 in steps of 32)."""
     max_size: int = option(1333, ge=32)
     """Input long side at most."""
     trainable_layers: int = option(3, ge=0, le=5)
@@ -80,8 +99,18 @@ class TrainConfig(Checked):
     """Seed of the initial weights, the image order and the flips."""
 
     def validate(self) -> None:
-        if self.max_size < self.min_size:
-            raise OptionError("max_size", f"must be at least min_size ({self.min_size}), got {self.max_size}")
+        if self.max_size < max(self.min_size, *self.min_size_train):
+            raise OptionError("max_size", f"must be at least min_size and every min_size_train "
+                                          f"({max(self.min_size, *self.min_size_train)}), got {self.max_size}")
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate used: ``lr``, or ``base_lr`` scaled to ``batch_size``."""
+        return self.lr or self.base_lr * self.batch_size / self.base_batch
+
+    @property
+    def warmup_iterations(self) -> int:
+        return -(-self.warmup_images // self.batch_size)
 
 
 def initial_state(init: str) -> dict[str, torch.Tensor] | None:
@@ -117,6 +146,7 @@ def make_model(config: TrainConfig):
     torch.manual_seed(config.seed)                     # the random parts of the initial weights
     model = build_model(NUM_CLASSES, config.min_size, config.max_size, config.trainable_layers)
     model.roi_heads.fg_bg_sampler.batch_size_per_image = config.rois_per_image
+    model.transform.min_size = tuple(config.min_size_train)      # drawn per image in training
     state = initial_state(config.init)
     if state is not None:
         missing, unexpected = model.load_state_dict(state, strict=config.init != "imagenet")
@@ -161,8 +191,12 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
     settings = {k: v for k, v in json.loads(json.dumps(asdict(config))).items() if k != "epochs"}
     identity = {"dataset_root": str(dataset.root), "split": split, "config": settings}   # more epochs: resume
     model = make_model(config).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if not n.endswith(".bias")], "weight_decay": config.weight_decay,
+               "lr_factor": 1.0},
+              {"params": [p for n, p in named if n.endswith(".bias")], "weight_decay": config.bias_weight_decay,
+               "lr_factor": config.bias_lr_factor}]
+    optimiser = torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
     last, start_epoch = out / "last.pth", 0
     if force:
         last.unlink(missing_ok=True)
@@ -187,10 +221,11 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
         rng.shuffle(order)
         for b in range(0, len(order), config.batch_size):
             factor = 0.1 ** sum(epoch >= s for s in config.lr_steps)
-            if it < config.warmup:
-                factor *= 1e-3 + (1 - 1e-3) * it / config.warmup
+            if it < config.warmup_iterations:
+                alpha = it / config.warmup_iterations
+                factor *= config.warmup_factor * (1 - alpha) + alpha
             for group in optimiser.param_groups:
-                group["lr"] = config.lr * factor
+                group["lr"] = config.learning_rate * factor * group["lr_factor"]
             batch = order[b:b + config.batch_size]
             flips = [rng.random() < 0.5 for _ in batch]
             images = [_image(r, f, device) for r, f in zip(batch, flips)]
@@ -219,6 +254,7 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
                               "losses": [round(v, 5) for v in losses]}
     log(f"wrote {final} ({it} iterations, {format_seconds(result['wall_s'])} this run)")
     if eval_split:
+        model.transform.min_size = (config.min_size,)          # evaluation at one size (800)
         result["eval"] = evaluate_detector(model, dataset, eval_split, device=device, progress=progress)
         log(f"box mAP@0.5 on '{eval_split}': {100 * result['eval']['map']:.2f}")
     return result

@@ -44,8 +44,8 @@ def test_coco_init_keeps_the_mapped_class_rows():
     build_model(21).load_state_dict(voc)                           # a valid 21-class state dict
 
 
-TINY = ["--init", "none", "--min-size", "64", "--max-size", "96", "--warmup", "2", "--lr", "0.002",
-        "--batch-size", "2", "--trainable-layers", "5", "--rois-per-image", "32"]
+TINY = ["--init", "none", "--min-size", "64", "--min-size-train", "[64]", "--max-size", "96", "--warmup-images", "4",
+        "--lr", "0.002", "--batch-size", "2", "--trainable-layers", "5", "--rois-per-image", "32", "--device", "cpu"]
 
 
 def test_train_checkpoint_resume_and_evaluate(invoke, voc_root, tmp_path):
@@ -68,16 +68,16 @@ def test_train_checkpoint_resume_and_evaluate(invoke, voc_root, tmp_path):
 
 
 def test_training_lowers_the_loss(voc_root, tmp_path):
-    cfg = TrainConfig(init="none", min_size=64, max_size=96, warmup=1, lr=0.002, batch_size=2, epochs=4,
-                      trainable_layers=5, lr_steps=(), rois_per_image=32)
+    cfg = TrainConfig(init="none", min_size=64, min_size_train=(64,), max_size=96, warmup_images=2, lr=0.002,
+                      batch_size=2, epochs=4, trainable_layers=5, lr_steps=(), rois_per_image=32)
     losses = train(open_dataset(voc_root), "train", tmp_path, cfg, progress=False)["losses"]
     assert len(losses) == 12 and np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
 
 
 def test_divergence_is_reported_not_saved(voc_root, tmp_path):
     from pseudolabel.errors import ConfigError
-    cfg = TrainConfig(init="none", min_size=64, max_size=96, warmup=1, lr=5.0, batch_size=2, epochs=4,
-                      trainable_layers=5, rois_per_image=32)
+    cfg = TrainConfig(init="none", min_size=64, min_size_train=(64,), max_size=96, warmup_images=2, lr=5.0,
+                      batch_size=2, epochs=4, trainable_layers=5, rois_per_image=32)
     with pytest.raises(ConfigError, match="training diverged at iteration .*lower --lr"):
         train(open_dataset(voc_root), "train", tmp_path, cfg, progress=False)
     assert not (tmp_path / "model_final.pth").exists()
@@ -91,3 +91,35 @@ def test_missing_start_weights_are_named(invoke, voc_root, tmp_path):
     assert imagenet.exit_code == 1 and "resnet50-0676ba61.pth" in imagenet.output
     path = invoke("train-detector", "--data-root", voc_root, "--init", tmp_path / "x.pth", "--out", tmp_path / "d")
     assert path.exit_code == 1 and "x.pth" in path.output
+
+
+def test_the_published_schedule_is_the_default():
+    """BBAM's detector configuration: 0.01 for 16 images scaled linearly (0.00125 for 2), warm-up from
+    a third over 8,000 images, x0.1 at epochs 18 and 24 of 27, short sides 480..800 in training."""
+    cfg = TrainConfig()
+    assert cfg.learning_rate == pytest.approx(0.01 * 2 / 16) and TrainConfig(batch_size=16).learning_rate == 0.01
+    assert TrainConfig(lr=0.0025).learning_rate == 0.0025
+    assert cfg.warmup_iterations == 4000 and cfg.warmup_factor == pytest.approx(1 / 3)
+    assert (cfg.epochs, cfg.lr_steps) == (27, (18, 24))
+    assert cfg.min_size_train == tuple(range(480, 801, 32)) and cfg.min_size == 800
+    assert (cfg.bias_lr_factor, cfg.bias_weight_decay, cfg.rois_per_image) == (2.0, 0.0, 512)
+
+
+def test_learning_rate_follows_warm_up_steps_and_bias_factor(voc_root, tmp_path, monkeypatch):
+    """The rates the optimiser is given, per iteration, for weights and biases."""
+    import torch
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *a, **k):
+        seen.append([g["lr"] for g in self.param_groups])
+        return step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    cfg = TrainConfig(init="none", min_size=64, min_size_train=(64,), max_size=96, batch_size=2, epochs=3,
+                      base_lr=0.001, base_batch=2, warmup_images=6, warmup_factor=0.25, lr_steps=(2,),
+                      trainable_layers=5, rois_per_image=16)
+    train(open_dataset(voc_root), "train", tmp_path, cfg, progress=False)
+    weights = [round(w, 6) for w, _ in seen]
+    # 6 images, 3 per epoch at batch 2: warm-up over 3 iterations from 1/4, x0.1 from epoch 2
+    assert weights == [0.00025, 0.0005, 0.00075, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001]
+    assert all(b == pytest.approx(2 * w) for w, b in seen)

@@ -23,7 +23,8 @@ def _config_class():
 @click.option("--eval-split", default=None, help="Split with boxes to report box mAP@0.5 on after training.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Checkpoint folder [default: <cache>/<dataset>/<split>/detector].")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+              help="Where to train: auto = CUDA when torch sees a GPU, else the CPU.")
 @click.option("--force", is_flag=True, help="Ignore last.pth and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (checkpoint, mAP) as one JSON object.")
 @click.pass_context
@@ -39,6 +40,9 @@ def train_detector_command(ctx, data_root, cache, split, eval_split, out, device
     dataset = dataset_from(data_root)
     config = build_config(_config_class(), values)
     out = Path(out) if out else OutputRoot(cache).detector_dir(dataset.name, split)
+    from ..device import describe, resolve
+    device = resolve(device)
+    logger(ctx)(f"train-detector [{split}] on {describe(device)}, learning rate {config.learning_rate:g}")
     result = train(dataset, split, out, config, device=device, eval_split=eval_split, force=force,
                    progress=progress_enabled(ctx), log=logger(ctx))
     if as_json:
