@@ -18,7 +18,9 @@ A recipe names the split, the steps in order and each stage's configuration::
     # out = "exports/box2seg"  # default <cache>/<dataset>/<split>/export/<stage>
     # instances = true
 
-A stage step may set ``gpus = "0,1"`` (one process per device, as ``--gpus``). Stages are
+A stage step that runs a network may set ``device = "cuda"`` (as ``--device``; ``auto`` by default)
+or ``gpus = "0,1"`` (one process per device, as ``--gpus``); recipe ``jobs`` apply to CPU stages,
+never two detectors on one device. Stages are
 cached by configuration (``docs/CACHE.md``): a step whose store exists for the same
 configuration and inputs has nothing to do, so rerunning a recipe redoes only what changed.
 An export step is skipped when its folder already holds the export of the same store.
@@ -38,7 +40,7 @@ from .config import config_from_mapping
 from .errors import ConfigError
 
 TOP_KEYS = {"name", "description", "split", "jobs", "data_root", "step"}
-STAGE_KEYS = {"stage", "config", "gpus", "on_error"}
+STAGE_KEYS = {"stage", "config", "gpus", "device", "on_error"}
 EXPORT_KEYS = {"export", "out", "instances", "format"}
 
 
@@ -48,6 +50,7 @@ class Step:
     stage: str
     config: Any = None                          # the stage's config dataclass (stage steps)
     gpus: tuple[str, ...] = ()
+    device: str = "auto"                        # stages that run a network (--device)
     out: str | None = None                      # export steps
     instances: bool = True
 
@@ -128,10 +131,15 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, dict[str, Any]] | 
         if kind == "stage":
             values = dict(raw.get("config", {}))
             values.update(overrides.pop(name, {}))
-            gpus = raw.get("gpus", "")
+            gpus, device = raw.get("gpus", ""), raw.get("device", "auto")
             if not isinstance(gpus, str):
                 raise ConfigError(f"{where}: gpus must be a string such as \"0,1\", got {gpus!r}")
-            steps.append(Step("stage", name, stage_config(name, values, where),
+            if not isinstance(device, str):
+                raise ConfigError(f"{where}: device must be a string (auto, cpu, cuda, cuda:N), got {device!r}")
+            if (gpus or device != "auto") and not STAGES[name].uses_device:
+                raise ConfigError(f"{where}: gpus and device are for stages that run a network; {name!r} "
+                                  f"runs on --jobs CPU workers")
+            steps.append(Step("stage", name, stage_config(name, values, where), device=device,
                               gpus=tuple(g.strip() for g in gpus.split(",") if g.strip())))
         else:
             if STAGES[name].output != "labels":
@@ -208,7 +216,7 @@ def _stage_step(step: Step, dataset, split: str, cache, *, jobs: int, force: boo
     else:
         summary = run_stage(step.stage, dataset, split, cache, config=step.config, jobs=jobs, force=force,
                             on_error=on_error, progress=progress, log=log, backend=backend,
-                            retry_failed=retry_failed)
+                            retry_failed=retry_failed, device=step.device)
     for line in summary.lines():
         log(line)
     return StepResult(step.describe(), summary.nothing_to_do, store=str(summary.store))

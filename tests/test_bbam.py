@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pseudolabel.algorithms.bbam import (BBAMParams, bbam_label, initial_mask, jitter_boxes,
-                                         map_to_original, maps_to_masks, mask_stride, optimise_masks,
-                                         select_positives)
+from pseudolabel.algorithms.bbam import (BBAMParams, initial_mask, jitter_boxes, map_to_original, mask_stride,
+                                         optimise_masks, select_positives)
+from pseudolabel.algorithms.bbam_masks import MASK_STATUSES, bbam_label, gaussian_blur, map_prior, published_masks
+from pseudolabel.algorithms.densecrf import dense_crf_batch
 from pseudolabel.catalog import open_dataset
 from pseudolabel.classes import IGNORE
 from pseudolabel.detector import (COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, read_checkpoint)
@@ -187,46 +188,142 @@ def test_gradients_reach_only_the_mask_and_reference_turns_them_on(small_resnet)
     assert all(p.grad is None and not p.requires_grad for p in det.model.parameters())  # and undone
 
 
-# -- maps to labels --------------------------------------------------------------------------
-def _identity_crf(image, prob, **kw):
-    return torch.as_tensor(np.asarray(prob))
+# -- maps to masks and labels, as published -----------------------------------------------------
+def _identity_crf(image, probs, **kw):
+    """A CRF that changes nothing: the foreground is where the prior exceeds crf_keep."""
+    return torch.as_tensor(probs)
 
 
-def test_fallbacks_are_recorded_never_silent():
-    img, gt = red_scene(size=(200, 200), objects=((20, 20, 50, 50),))
-    boxes = np.array([[20, 20, 50, 50], [100, 100, 130, 130], [140, 10, 170, 40]])
-    maps = np.zeros((3, 200, 200), np.float32)
-    maps[0][gt[0]] = 1.0                                 # a good map
-    maps[1, 100:102, 100:102] = 1.0                      # tiny foreground in a small box -> fallback
-    has = np.array([True, True, False])                  # third: no positives
+def test_map_prior_steps_by_hand():
+    """Normalised over the whole map (min subtracted, divided by the max), cut to the box, divided by
+    the value of rank int(A (1 - theta)) and clipped (values below are scaled up, not left as they
+    are), renormalised; no blur here (blur_min = blur_range = 0)."""
+    params = BBAMParams(blur_min=0, blur_range=0)
+    m = torch.full((6, 8), 0.2)
+    m[1:5, 2:6] = torch.tensor([[0.2, 0.4, 0.6, 1.0]] * 4)          # the box (2, 1, 6, 5): 16 pixels
+    m[0, 0] = 1.2                                                     # outside the box, in the normalisation
+    got = map_prior(m, (2, 1, 6, 5), theta=0.5, params=params)
+    norm = (m - 0.2) / 1.2                                            # divided by the max, not max - min
+    rank = int(16 * (1 - 0.5))                                        # 8th largest of the box, 0-based
+    t = float(torch.sort(norm[1:5, 2:6].flatten(), descending=True).values[rank]) + 1e-8
+    want = torch.zeros_like(m)
+    want[1:5, 2:6] = (norm[1:5, 2:6] / t).clamp(0, 1)
+    want = want / want.max()
+    assert torch.allclose(got, want, atol=1e-6)
+    assert abs(float(got[1, 3]) - float(norm[1, 3]) / t) < 1e-6 and 0 < float(got[1, 3]) < 1   # scaled up
+    assert map_prior(torch.zeros(6, 8), (2, 1, 6, 5), 0.5, params) is None   # an empty map is no map
+
+
+def test_blur_is_opencv_gaussian_with_a_two_sigma_window_on_the_whole_image():
+    import cv2
+    from pseudolabel.algorithms.bbam_masks import blur_sigma
+    rng = np.random.default_rng(0)
+    m = rng.random((37, 53)).astype(np.float32)
+    for k in (1, 5, 20, 60):                                          # 60: the window is wider than the image
+        want = cv2.GaussianBlur(m.astype(np.float64), (2 * k + 1, 2 * k + 1), k)
+        np.testing.assert_allclose(gaussian_blur(torch.from_numpy(m), k).numpy(), want, atol=1e-5)
     params = BBAMParams()
-    tight, loose, status = maps_to_masks(img, maps, boxes, has, np.full(3, 20.0), params, _identity_crf)
-    assert status == ["map", "fallback", "no_positives_fallback"]
-    assert tight[1].sum() > params.tiny_fg_frac * 900 and tight[2].sum() > params.tiny_fg_frac * 900
-    assert (loose | ~tight).all()                         # loose contains tight
-    never = lambda image, prob, **kw: torch.stack([torch.ones_like(torch.as_tensor(prob[0])),
-                                                   torch.zeros_like(torch.as_tensor(prob[0]))])
-    tight, _, status = maps_to_masks(img, maps, boxes, has, np.full(3, 20.0), params, never)
-    assert status == ["box", "box", "box"] and tight[2, 10:40, 140:170].all()
+    assert blur_sigma(100 * 50, 375, 500, params) == int(16 + 48 * np.sqrt(5000 / (375 * 500)))
+    assert blur_sigma(375 * 500, 375, 500, params) == 64
 
 
-def test_compose_label_ignore_bands_conflicts_and_nesting():
+def test_the_crf_sees_the_whole_image_and_zero_outside_the_box():
+    seen = []
+
+    def recording(image, probs, **kw):
+        seen.append(probs.clone())
+        return torch.as_tensor(probs)
+    img = np.full((60, 80, 3), 128, np.uint8)
+    maps = torch.zeros(1, 60, 80)
+    maps[0, 20:40, 30:60] = 1.0
+    published_masks(img, maps, np.array([[30, 20, 60, 40]]), np.array([True]), BBAMParams(), recording)
+    first = seen[0]                                                   # (2 problems: tight, loose, 2, H, W)
+    assert first.shape == (2, 2, 60, 80)
+    outside = torch.ones(60, 80, dtype=torch.bool)
+    outside[20:40, 30:60] = False
+    assert (first[:, 0][:, outside] == 0).all() and (first[:, 1][:, outside] == 1).all()
+
+
+def test_fallbacks_as_published_and_never_silent():
+    """A good map is kept; a map whose mask is at most A/5 of a small box falls back to box priors
+    (foreground kept at 1) until one passes A/3; a box without positives tries its own priors,
+    kept above A/5; when nothing passes, the last result is kept and said so; an empty mask is
+    flagged 'empty', never 'map'."""
+    H, W = 200, 200
+    img, gt = red_scene(size=(H, W), objects=((20, 20, 50, 50),))
+    boxes = np.array([[20, 20, 50, 50], [100, 100, 130, 130], [140, 10, 170, 40]])
+    maps = torch.zeros(3, H, W)
+    maps[0][torch.from_numpy(gt[0])] = 1.0                            # a good map
+    maps[1, 100:103, 100:103] = 1.0                                   # a tiny foreground in a small box
+    has = np.array([True, True, False])                               # the third: no positives
+    params = BBAMParams(blur_min=0, blur_range=0)
+    tight, loose, status, loose_status = published_masks(img, maps, boxes, has, params, _identity_crf)
+    assert status[0] == "map" and status[1] == "fallback" and status[2] == "no_map_fallback"
+    assert tight[1, 100:130, 100:130].all() and not tight[1, :100].any()  # the 0.95 prior passed A/3
+    assert tight[2, 10:40, 140:170].all() and (tight[2] == loose[2]).all()
+    assert loose_status[2] == "no_map_fallback"
+
+    def weak(image, probs, **kw):                                     # a small blob whatever the prior
+        q = torch.zeros_like(torch.as_tensor(probs))
+        q[:, 1] = 1
+        q[:, 0, 0, 0], q[:, 1, 0, 0] = 1, 0
+        return q
+    tight, _, status, _ = published_masks(img, maps, boxes, has, params, weak)
+    assert status == ["fallback_unaccepted", "fallback_unaccepted", "no_map_unaccepted"]
+    assert [int(t.sum()) for t in tight] == [1, 1, 1]                # the last result, kept
+    nothing = lambda image, probs, **kw: torch.stack([torch.zeros_like(torch.as_tensor(probs)[:, 0]),
+                                                      torch.ones_like(torch.as_tensor(probs)[:, 0])], 1)
+    tight, loose, status, loose_status = published_masks(img, maps, boxes, has, params, nothing)
+    assert status == loose_status == ["empty"] * 3 and not tight.any() and not loose.any()
+    assert set(MASK_STATUSES) >= set(status)
+
+
+def test_masks_agree_with_an_independent_port_of_the_published_code():
+    """Ours (torch, every box of the photo through the CRF in one batch) against tests/bbam_published.py
+    (numpy and OpenCV line by line, one CRF at a time) on the same maps, made from the drawn objects'
+    masks as BBAM's coarse masks look: mean IoU of tight and of loose masks >= 0.95."""
+    from .bbam_published import final_masks, simulated_map
+    from .synth import synth_image
+    rng = np.random.default_rng(3)
+    ious = {"tight": [], "loose": []}
+    for n in (1, 2, 3, 3):
+        img, objects, _, inst = synth_image(rng, 96, 128, n)
+        boxes = np.array([o.box for o in objects])
+        maps = np.stack([simulated_map(inst == k + 1, b, rng) for k, b in enumerate(boxes)])
+        maps[0] *= rng.random() > 0.25                                # now and then a box without a map
+        tight, loose, _, _ = published_masks(img, torch.from_numpy(maps), boxes, maps.max((1, 2)) > 0,
+                                             BBAMParams(), dense_crf_batch)
+        for kind, ours, theta in (("tight", tight, 0.85), ("loose", loose, 0.2)):
+            port = final_masks(img, maps, boxes, theta)
+            ious[kind] += [iou(a, b) for a, b in zip(ours, port)]
+    assert np.mean(ious["tight"]) >= 0.95 and np.mean(ious["loose"]) >= 0.95, ious
+
+
+def test_label_composed_as_published():
+    """Each class the union of its tight masks; two classes on a pixel: 255; a box inside another
+    box repaints its whole tight mask (the innermost last); loose-only pixels of any object are 255,
+    applied last, even over another object's tight mask; the rest background. Checked against the
+    port of create_semantic_labels.py too."""
+    from .bbam_published import aggregated_label
     H, W = 20, 30
     tight = np.zeros((4, H, W), bool)
     loose = np.zeros((4, H, W), bool)
     boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [18, 0, 30, 20], [20, 5, 25, 10]])
     classes = np.array([1, 2, 3, 4])
     tight[0, 0:10, 0:10] = True
-    tight[1, 5:15, 5:15] = True                          # overlaps object 0, different class, not nested
+    tight[1, 5:15, 5:15] = True                          # overlaps object 0, another class, not nested
     tight[2, 0:20, 18:30] = True
-    tight[3, 5:10, 20:25] = True                         # box 3 inside box 2: wins its pixels
+    tight[3, 5:10, 20:25] = True                         # box 3 inside box 2: repaints its mask
     loose[0, 0:12, 0:12] = True
+    loose[3, 5:12, 20:25] = True                         # its loose band covers object 2's tight mask
     label = bbam_label(tight, loose | tight, boxes, classes)
     assert (label[5:10, 5:10] == IGNORE).all()           # cross-class conflict
-    assert (label[0:5, 0:5] == 1).all() and (label[10:15, 10:15] == 2).all()
+    assert (label[0:5, 0:5] == 1).all() and (label[10:15, 12:15] == 2).all()
     assert (label[5:10, 20:25] == 4).all() and label[0, 19] == 3
     assert label[11, 0] == IGNORE and label[11, 1] == IGNORE   # loose band outside every tight mask
+    assert (label[10:12, 20:25] == IGNORE).all()         # object 3's band over object 2's tight mask
     assert label[19, 0] == 0
+    assert np.array_equal(label, aggregated_label(classes, boxes, tight, loose | tight))
 
 
 # -- the stage through the runner --------------------------------------------------------------
@@ -253,7 +350,8 @@ def test_bbam_stage_store_and_planted_object(tmp_path):
                        load_masks=True)
     s = store["2012_000000"]
     assert s.maps.shape == s.masks.shape == s.planes["loose_masks"].shape == (1, 150, 200)
-    assert (s.planes["loose_masks"] | ~s.masks).all()
+    assert s.objects["status_map"][0] == 1 and s.objects["loose_status_map"][0] == 1
+    assert s.planes["loose_masks"].sum() > s.masks.sum()               # the loose mask is the wider one
     assert s.objects["num_positives"][0] > 0 and np.isfinite(s.objects["final_loss"][0])
     _, gt = red_scene(seed=0, objects=((30, 20, 100, 90),))
     assert iou(s.masks[0], gt[0]) >= 0.7
@@ -321,8 +419,9 @@ def test_refine_reads_bbam_masks_and_keeps_the_loose_band(tmp_path):
     refined = LabelStore(run_stage("refine", ds, "train", cache, config=cfg, progress=False).store, load_masks=True)
     for image_id in refined.ids:
         r, b = refined[image_id], bbam[image_id]
-        assert r.masks.shape == b.masks.shape
-        loose_only = b.planes["loose_masks"].any(0) & ~r.masks.any(0)
+        assert r.masks.shape == b.masks.shape == r.planes["loose_masks"].shape
+        assert (r.planes["loose_masks"] | ~r.masks).all()             # the refined loose holds the refined tight
+        loose_only = r.planes["loose_masks"].any(0) & ~r.masks.any(0)
         assert (r.label[loose_only] == 255).all()                  # the loose band stays ignore
         assert set(np.unique(r.label)) <= {0, 15, 255}
     assert json.loads(refined.meta["inputs"])["bbam"]["cache_key"] == bbam.meta["cache_key"]
@@ -375,3 +474,110 @@ def test_image_groups_are_consecutive_same_size_runs():
             enumerate([(5, 4), (5, 4), (5, 4), (4, 5), (5, 4), (5, 4)])]
     assert [[r.image_id for r in g] for g in image_groups(recs, 2)] == [["0", "1"], ["2"], ["3"], ["4", "5"]]
     assert [len(g) for g in image_groups(recs, 1)] == [1] * 6
+
+
+# -- the device, the jitter, amp -------------------------------------------------------------------
+def test_device_is_chosen_said_and_recorded_and_one_worker_runs_whatever_jobs(tmp_path, invoke, monkeypatch):
+    from pseudolabel import device as devices
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.resolve("auto") == "cpu" and devices.resolve("CPU") == "cpu"
+    with pytest.raises(ConfigError, match="--device cuda: torch sees no CUDA device"):
+        devices.resolve("cuda")
+    with pytest.raises(ConfigError, match="expected one of auto, cpu, cuda"):
+        devices.resolve("tpu")
+    root = make_red_tree(tmp_path / "voc", n=2)
+    opts = ["--weights", "toy", "--steps", "2", "--num-jitter", "30", "--min-size", "128", "--max-size", "256"]
+    result = invoke("bbam", "--data-root", root, "--cache", tmp_path / "c", "--jobs", "4", *opts)
+    assert result.exit_code == 0, result.output
+    assert "bbam runs one worker per device (--jobs is for CPU stages" in result.output
+    assert "bbam [train] on cpu (" in result.output
+    (session,) = json.loads(LabelStore(tmp_path / "c" / "voc" / "train" / "bbam.h5").meta["run_log"])
+    assert session["jobs"] == 1 and session["device"].startswith("cpu (")
+    refused = invoke("bbam", "--data-root", root, "--cache", tmp_path / "c", "--device", "cuda", *opts)
+    assert refused.exit_code == 1 and "--device cuda: torch sees no CUDA device" in refused.output
+
+
+def test_recipe_steps_put_one_detector_per_device(tmp_path):
+    from pseudolabel.recipe import load_recipe
+    path = tmp_path / "r.toml"
+    path.write_text('jobs = 4\n[[step]]\nstage = "grabcut"\ndevice = "cuda"\n')
+    with pytest.raises(ConfigError, match="gpus and device are for stages that run a network"):
+        load_recipe(path)
+    path.write_text('jobs = 4\n[[step]]\nstage = "bbam"\ndevice = "cpu"\n[step.config]\nweights = "toy"\n')
+    assert load_recipe(path).steps[0].device == "cpu"
+
+
+def test_jitter_is_drawn_per_image_and_box():
+    from pseudolabel.stages.bbam import box_rng
+    draw = lambda image_id, k: box_rng(0, image_id, k).uniform(size=4)
+    assert np.array_equal(draw("2012_000001", 0), draw("2012_000001", 0))
+    assert not np.array_equal(draw("2012_000001", 0), draw("2012_000002", 0))      # box 0 of another photo
+    assert not np.array_equal(draw("2012_000001", 0), draw("2012_000001", 1))
+
+
+def test_amp_runs_the_clean_targets_under_the_same_autocast(monkeypatch):
+    """--amp: every detector pass, the clean ones that make the targets included, runs under autocast."""
+    det = toy_detector("cpu", size=128)
+    img, _ = red_scene(size=(100, 120), objects=((30, 20, 80, 70),))
+    from pseudolabel.records import ImageRecord
+    rec = ImageRecord("2012_000000", "x.jpg", 120, 100, (ObjectRecord(PERSON, (30, 20, 80, 70)),))
+    seen = []
+    head = type(det).head
+
+    def recording(self, *a, **k):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return head(self, *a, **k)
+    monkeypatch.setattr(type(det), "head", recording)
+    from pseudolabel.stages.bbam import process_with
+    process_with(det, rec, img, BBAMConfig(weights="toy", steps=2, num_jitter=30, min_size=128, amp=True))
+    assert seen and all(seen)
+    seen.clear()
+    process_with(det, rec, img, BBAMConfig(weights="toy", steps=2, num_jitter=30, min_size=128))
+    assert seen and not any(seen)
+
+
+def test_gpu_check_runs_on_the_cpu_at_a_small_size(tmp_path):
+    """bench/gpu_check.py, the script a lent GPU runs, on the CPU with a tiny input: every part of
+    its JSON is there, and the stage ran end to end through --gpus cpu."""
+    import importlib.util
+    from pathlib import Path
+    root = make_voc_folders(tmp_path / "voc")
+    ids = []
+    for i in range(2):
+        objects = ((20 + 5 * i, 20, 80, 80), (110, 40, 180, 130))
+        img, _ = red_scene(seed=i, objects=objects)
+        image_id = f"2012_{i:06d}"
+        Image.fromarray(img).save(root / "JPEGImages" / f"{image_id}.jpg", quality=98)
+        recs = [ObjectRecord(PERSON, b) for b in objects]
+        (root / "Annotations" / f"{image_id}.xml").write_text(voc_xml(image_id, 200, 150, recs))
+        ids.append(image_id)
+    write_split(root, "train", ids)
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "check.json"
+    assert module.main(["--device", "cpu", "--data-root", str(root), "--min-size", "64", "--steps", "2",
+                        "--num-jitter", "20", "--images", "2", "--max-boxes", "2", "--reference-images", "1",
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["photos"] == 2 and result["boxes"] == 4 and result["device"].startswith("cpu")
+    assert set(result["seconds_per_box"]) == {"batched", "reference", "amp"}
+    assert 0 <= result["agreement_with_reference"] <= 1 and 0 <= result["amp"]["agreement_with_float32"] <= 1
+    assert result["batch_images_4"]["photos"] == 2 and result["batch_images_4"]["agreement"] == 1.0
+    assert result["stage_end_to_end"]["returncode"] == 0 and result["stage_end_to_end"]["images"] == 2
+    assert result["stage_end_to_end"]["devices"] == [d for d in result["stage_end_to_end"]["devices"]
+                                                     if d.startswith("cpu")]
+    assert "projected_hours_25000_boxes" in result and "weights" in result
+
+
+def test_mask_rule_crop_is_kept_as_an_option(tmp_path):
+    """0.1.0's rule (rank seeds, sigma = stride / 4, the CRF on the box crop), kept because it keeps
+    more of a good map: the planted object is found, statuses are recorded as for the default."""
+    ds = open_dataset(make_red_tree(tmp_path / "voc", n=1))
+    cfg = BBAMConfig(weights="toy", mask_rule="crop", **FAST)
+    s = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+                   load_masks=True)["2012_000000"]
+    _, gt = red_scene(seed=0, objects=((30, 20, 100, 90),))
+    assert iou(s.masks[0], gt[0]) >= 0.7 and s.objects["status_map"][0] == 1
+    assert (s.planes["loose_masks"] | ~s.masks).all()

@@ -119,3 +119,12 @@ def test_loose_contains_tight_after_refinement():
     props = [[r * 8 + c for r in range(2, 6) for c in range(2, 6)]]
     t, l, status = refine_tight_loose(tight, loose, box, sp, membership(props, n))
     assert status == [REFINED] and (l | t == l).all()
+
+
+def test_bbam_masks_are_skipped_by_area_as_published_grabcut_by_side():
+    from pseudolabel.algorithms.refine import large_enough
+    params = RefineParams()
+    assert large_enough((0, 0, 20, 60), params, by_area=True)          # 1200 px >= 32 x 32
+    assert not large_enough((0, 0, 20, 60), params)                    # a side under 32 px
+    assert not large_enough((0, 0, 31, 33), params, by_area=True)      # 1023 px
+    assert large_enough((0, 0, 32, 32), params) and large_enough((0, 0, 32, 32), params, by_area=True)

@@ -26,8 +26,8 @@ For one image with K ground-truth boxes (original frame, 0-based half-open ``x0,
    Adam is per element and each box has its own loss terms, so stacking them changes nothing
    but the speed. Weights are frozen. ``reference=True`` runs the published loop instead: one
    box at a time, the image re-prepared every step, weight gradients on, float32.
-4. The map, upsampled to the original frame, is what the store keeps; ``maps_to_masks`` turns
-   it into tight / loose masks and ``bbam_label`` into the semantic label (see there).
+4. The map, upsampled to the original frame, is what the store keeps; ``bbam_masks.py`` turns it
+   into tight / loose masks and the semantic label, as the published code does.
 """
 from __future__ import annotations
 
@@ -36,12 +36,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classes import IGNORE
 from .bbam_params import BBAMParams
 
 
@@ -89,13 +87,21 @@ class Positives:
         return int(self.proposals.shape[0])
 
 
+def autocast(detector, params: BBAMParams):
+    """bfloat16 autocast of every detector pass when ``params.amp`` (on the detector's device, CUDA
+    or CPU): the clean targets and the masked passes under the same precision, so they compare."""
+    return torch.autocast(device_type=detector.device.type, dtype=torch.bfloat16, enabled=params.amp)
+
+
 @torch.no_grad()
 def select_positives(detector, features, box: np.ndarray, cls: int, input_size: tuple[int, int],
                      params: BBAMParams, rng: np.random.Generator) -> Positives:
-    """Doc section 2 for one GT box (input frame); ``features`` of the clean image."""
+    """Step 2 for one GT box (input frame); ``features`` of the clean image (computed under
+    :func:`autocast` too)."""
     device = detector.device
     proposals = torch.from_numpy(jitter_boxes(box, params.num_jitter, params.jitter, input_size, rng)).to(device)
-    logits, deltas = detector.head(features, [proposals], input_size)
+    with autocast(detector, params):
+        logits, deltas = detector.head(features, [proposals], input_size)
     logits, deltas = logits.float(), deltas.float()
     regressed = detector.decode(deltas[:, cls], proposals)
     gt = torch.as_tensor(np.asarray(box, dtype=np.float32), device=device)
@@ -157,8 +163,7 @@ def _box_losses(detector, images: torch.Tensor, masks: list[torch.Tensor], posit
     padded = tuple(images.shape[-2:])
     ups = torch.stack([_upsample(m, input_size, padded) for m in masks])          # (B, h', w')
     batch = images * ups[:, None]                                                   # (B, 3, h', w')
-    with torch.autocast(device_type=detector.device.type, dtype=torch.bfloat16,
-                        enabled=params.amp and detector.device.type == "cuda"):
+    with autocast(detector, params):
         feats = detector.features(batch)
         logits, deltas = detector.head(feats, [p.proposals for p in positives], input_size)
     logits, deltas = logits.float(), deltas.float()
@@ -242,132 +247,11 @@ def _optimise_reference(detector, image, masks, positives, classes, input_size, 
             p.grad = None
 
 
-def map_to_original(mask: np.ndarray, input_size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
-    """A mask at its stride -> (H, W) float32 map in the original frame: bilinear
+def map_to_original(mask: np.ndarray, input_size: tuple[int, int], shape: tuple[int, int],
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """A mask at its stride -> (H, W) float32 map in the original frame, on ``device``: bilinear
     (align_corners=True) to the input size as during optimisation, then to the original size."""
-    t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(device)[None, None]
     up = F.interpolate(t, size=input_size, mode="bilinear", align_corners=True)
     up = F.interpolate(up, size=shape, mode="bilinear", align_corners=False)
-    return up[0, 0].clamp(0, 1).numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. maps to masks and labels
-# ---------------------------------------------------------------------------------------------
-MASK_STATUSES = ("map", "fallback", "no_positives_fallback", "box")
-"""How each object's tight mask was made: from its map; from a box prior because the map's
-foreground was tiny; from a box prior because the box had no positives (no map); the filled box
-because even the box prior gave nothing (never silent: recorded per object)."""
-
-
-def _crf_foreground(crf, image_crop: np.ndarray, fg: np.ndarray, params: BBAMParams) -> np.ndarray:
-    fg = np.clip(fg.astype(np.float32), 1e-4, 1 - 1e-4)
-    q = crf(image_crop, np.stack([1 - fg, fg]), iterations=params.crf_iterations,
-            gaussian_sxy=params.crf_gaussian_sxy, gaussian_weight=params.crf_gaussian_weight,
-            bilateral_sxy=params.crf_bilateral_sxy, bilateral_srgb=params.crf_bilateral_srgb,
-            bilateral_weight=params.crf_bilateral_weight)
-    q = q.cpu().numpy() if hasattr(q, "cpu") else np.asarray(q)
-    return q[1] > params.crf_keep
-
-
-def _seed(values: np.ndarray, rank: float, sigma: float) -> np.ndarray:
-    """Min-max normalised map (the published code divides by the max only), the top
-    (1 - rank) of the box's pixels saturated to 1 (never pixels at the map's minimum, so a
-    mostly empty map stays mostly empty), Gaussian-smoothed."""
-    lo, hi = float(values.min()), float(values.max())
-    v = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    thr = float(np.quantile(v, rank))
-    v = np.where((v >= thr) & (v > 0), 1.0, v).astype(np.float32)   # ties at the minimum stay 0
-    return cv2.GaussianBlur(v, (0, 0), sigmaX=sigma) if sigma > 0 else v
-
-
-def maps_to_masks(image: np.ndarray, maps: np.ndarray, boxes: np.ndarray, has_map: np.ndarray,
-                  strides: np.ndarray, params: BBAMParams, crf) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Tight and loose (K, H, W) bool masks and a status per object (:data:`MASK_STATUSES`).
-
-    ``maps`` (K, H, W) in the original frame; ``strides`` the mask strides in original pixels
-    (they size the smoothing: sigma = stride / 4). Each map is cut to its box; CRF runs on the
-    box crop. Fallback (published code): no positives, or a tight foreground of at most
-    ``tiny_fg_frac`` of a box covering at most ``small_box_frac`` of the image: the CRF is
-    re-run from box-shaped priors of increasing confidence (on the box with a margin of half
-    its size, so the prior has an outside) until the foreground exceeds ``tiny_fg_frac`` of
-    the box; if none does, the filled box. The loose mask always contains the tight one."""
-    K, (H, W) = len(boxes), image.shape[:2]
-    tight = np.zeros((K, H, W), bool)
-    loose = np.zeros((K, H, W), bool)
-    status = []
-    for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=int)):
-        area = max((x1 - x0) * (y1 - y0), 1)
-        crop = image[y0:y1, x0:x1]
-        if has_map[k]:
-            values = maps[k, y0:y1, x0:x1]
-            sigma = float(strides[k]) / 4
-            t = _crf_foreground(crf, crop, _seed(values, params.tight_rank, sigma), params)
-            lo = _crf_foreground(crf, crop, _seed(values, params.loose_rank, sigma), params)
-            tight[k, y0:y1, x0:x1], loose[k, y0:y1, x0:x1] = t, lo | t
-            small = area <= params.small_box_frac * H * W
-            if not (small and t.sum() <= params.tiny_fg_frac * area):
-                status.append("map")
-                continue
-        # fallback from a box-shaped prior
-        mx, my = (x1 - x0) // 2, (y1 - y0) // 2
-        X0, Y0, X1, Y1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, W), min(y1 + my, H)
-        prior = np.zeros((Y1 - Y0, X1 - X0), np.float32)
-        found = None
-        for c in params.fallback_confidences:
-            prior[:] = 1 - c
-            prior[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = c
-            fg = _crf_foreground(crf, image[Y0:Y1, X0:X1], prior, params)
-            fg_box = np.zeros_like(fg)
-            fg_box[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = fg[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0]
-            if fg_box.sum() > params.tiny_fg_frac * area:
-                found = fg_box
-                break
-        tight[k] = False
-        if found is None:
-            tight[k, y0:y1, x0:x1] = True
-            status.append("box")
-        else:
-            tight[k, Y0:Y1, X0:X1] = found
-            status.append("fallback" if has_map[k] else "no_positives_fallback")
-        loose[k] |= tight[k]
-    return tight, loose, status
-
-
-def _inside(a: np.ndarray, b: np.ndarray) -> bool:
-    """Box ``a`` lies entirely inside box ``b`` (and is not the same box)."""
-    return bool(a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3] and (a != b).any())
-
-
-def bbam_label(tight: np.ndarray, loose: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 semantic label from per-object masks (as the published code composes them):
-    1. each tight mask paints its class;
-    2. a pixel claimed by tight masks of two different classes is 255, unless one of the two
-       boxes lies entirely inside the other: the inner box's class wins;
-    3. pixels in some loose mask and in no tight mask are 255;
-    4. everything else is background (0)."""
-    K, H, W = tight.shape
-    label = np.zeros((H, W), np.uint8)
-    if K == 0:
-        return label
-    boxes = np.asarray(boxes)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    order = np.argsort(-area, kind="stable")                 # larger first, nested ones on top
-    owner = np.full((H, W), -1, np.int32)
-    conflict = np.zeros((H, W), bool)
-    for k in order:
-        m = tight[k]
-        prev = owner[m]
-        for j in np.unique(prev[prev >= 0]):
-            if classes[j] == classes[k] or _inside(boxes[k], boxes[j]):
-                continue                                     # same class, or k nested in j: k wins
-            overlap = m & (owner == j)
-            if _inside(boxes[j], boxes[k]):
-                m = m & ~overlap                             # j nested in k: j keeps its pixels
-            else:
-                conflict |= overlap
-        owner[m] = k
-    label[owner >= 0] = np.asarray(classes)[owner[owner >= 0]]
-    label[conflict] = IGNORE
-    label[loose.any(0) & (owner < 0)] = IGNORE
-    return label
+    return up[0, 0].clamp(0, 1)

@@ -43,11 +43,22 @@ class BBAMParams(Checked):
     """Network input: short side (torchvision's rule; the paper's 800)."""
     max_size: int = option(1333, ge=32)
     """Network input: long side at most."""
-    # -- maps to labels (step 4) --
+    # -- maps to masks and labels (bbam_masks.py, as the published get_top_CRF) --
+    mask_rule: str = option("published", choices=("published", "crop"))
+    """published: the published post-processing (min-max over the map, rank threshold and division,
+    the wide blur and the CRF over the whole image, the published fallbacks); crop: pseudolabel
+    0.1.0's (rank seeds, sigma = stride / 4, the CRF on the box crop), which kept more of a good map
+    on maps made from human masks (docs/BBAM.md)."""
     tight_rank: float = option(0.85, lt=1)
-    """theta_fg: the top (1 - tight_rank) of a box's pixels by map value seed the tight mask."""
+    """theta_fg: the map is divided by the value of rank int(A (1 - tight_rank)) of the box's A
+    pixels (descending) before the tight mask's blur and CRF: the top 15% saturate."""
     loose_rank: float = option(0.2, gt=0)
-    """theta_bg: the top (1 - loose_rank) seed the loose mask."""
+    """theta_bg: the same rank for the loose mask (the top 80% saturate)."""
+    blur_min: float = option(16.0, ge=0)
+    """The blur's sigma and half window is int(blur_min + blur_range * sqrt(box area / image area))
+    original pixels (published: 16 + 48 sqrt(A / WH), a window of 2 sigma + 1)."""
+    blur_range: float = option(48.0, ge=0)
+    """See blur_min."""
     crf_iterations: int = option(10, ge=0)
     """Dense CRF mean-field iterations."""
     crf_gaussian_sxy: float = option(1.0, gt=0)
@@ -63,11 +74,20 @@ class BBAMParams(Checked):
     crf_keep: float = option(0.9, gt=0, lt=1)
     """Pixels whose CRF foreground probability exceeds this are kept."""
     tiny_fg_frac: float = option(0.2, ge=0, le=1)
-    """Fallback when the tight foreground is at most this fraction of its box ..."""
+    """A map's mask is kept when it holds more than this fraction of its box (published: A / 5), or
+    when the box covers more than small_box_frac of the image; otherwise the fallback runs. Boxes
+    without a map keep the first fallback above this fraction too."""
     small_box_frac: float = option(0.1, ge=0, le=1)
-    """... and the box covers at most this fraction of the image (or the box had no positives)."""
-    fallback_confidences: tuple[float, ...] = option((0.6, 0.7, 0.8, 0.9, 0.95), gt=0, lt=1)
-    """Box-shaped priors of increasing confidence the fallback CRF is re-run from."""
+    """See tiny_fg_frac (published: 1/10 of the image)."""
+    fallback_confidences: tuple[float, ...] = option((0.7, 0.8, 0.9, 0.95, 0.96), gt=0, lt=1, nonempty=True)
+    """Fallback of a box with a map: priors of these confidences on the box (the foreground found kept
+    at 1, 0 elsewhere in the image) through the CRF, the first above fallback_accept_frac kept, else
+    the last."""
+    fallback_accept_frac: float = option(1 / 3, ge=0, le=1)
+    """See fallback_confidences (published: A / 3)."""
+    no_map_confidences: tuple[float, ...] = option((0.7, 0.8, 0.9, 0.95), gt=0, lt=1, nonempty=True)
+    """Boxes without positives: priors of these confidences on the box (0 elsewhere) through the CRF,
+    the first above tiny_fg_frac of the box kept, else the last."""
     # -- speed (no effect on the method) --
     batch_boxes: int = option(8, ge=1)
     """Boxes optimised together in one batch."""
@@ -75,11 +95,13 @@ class BBAMParams(Checked):
     """Photos of the same size whose boxes share those batches (the runner hands them to the
     stage together); for GPUs, where photos with one or two boxes leave a batch mostly empty."""
     amp: bool = False
-    """bfloat16 autocast for the detector passes on a GPU (measure agreement before using it)."""
+    """bfloat16 autocast for every detector pass, the clean targets included (CUDA, or the CPU);
+    measure its agreement with float32 (bench/gpu_check.py) before using it."""
     reference: bool = False
     """The published loop: one box at a time, image re-prepared every step, weight gradients on."""
     seed: int = option(0, ge=0, le=2**31 - 2**16)
-    """Seed of the jitter; box k of an image uses seed + k."""
+    """Seed of the jitter: box k of image i draws from (seed, crc32(i), k), so every box of the split
+    has its own jitter and a result does not depend on what else is in the batch."""
 
     def validate(self) -> None:
         if self.max_size < self.min_size:

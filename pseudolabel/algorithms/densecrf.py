@@ -147,18 +147,26 @@ def _features(img: torch.Tensor, sxy: float, srgb: float) -> torch.Tensor:
 
 
 def _mean_field(prob, bilateral, *, iterations, gaussian_sxy, gaussian_weight, bilateral_weight, eps):
-    """Mean-field inference given ``bilateral(values (N, C)) -> (N, C)`` (unnormalised)."""
-    C, H, W = prob.shape
+    """Mean-field inference of B problems at once on one image, given ``bilateral(values (N, X)) ->
+    (N, X)`` (unnormalised): ``prob`` (B, C, H, W); the kernels' messages of every channel of every
+    problem are computed together (one Gaussian pass, one lattice pass per iteration)."""
+    B, C, H, W = prob.shape
     log_p = torch.log(prob.clamp(min=eps))
     ones = torch.ones(1, H, W, dtype=prob.dtype, device=prob.device)
     ng = _gaussian_filter(ones, gaussian_sxy).clamp(min=1e-20).rsqrt()
     nb = bilateral(ones.reshape(1, -1).T).T.reshape(1, H, W).clamp(min=1e-20).rsqrt()
-    q = torch.softmax(log_p, 0)
+    q = torch.softmax(log_p, 1)
     for _ in range(iterations):
-        mg = ng * _gaussian_filter(ng * q, gaussian_sxy)
-        mb = nb * bilateral((nb * q).reshape(C, -1).T).T.reshape(C, H, W)
-        q = torch.softmax(log_p + gaussian_weight * mg + bilateral_weight * mb, 0)
+        flat = q.reshape(B * C, H, W)
+        mg = (ng * _gaussian_filter(ng * flat, gaussian_sxy)).reshape(B, C, H, W)
+        mb = (nb * bilateral((nb * flat).reshape(B * C, -1).T).T.reshape(B * C, H, W)).reshape(B, C, H, W)
+        q = torch.softmax(log_p + gaussian_weight * mg + bilateral_weight * mb, 1)
     return q
+
+
+def _check(gaussian_sxy, bilateral_sxy, bilateral_srgb, iterations):
+    if min(gaussian_sxy, bilateral_sxy, bilateral_srgb) <= 0 or iterations < 0:
+        raise ValueError("kernel widths must be > 0 and iterations >= 0")
 
 
 def dense_crf(image, prob, *, iterations: int = 10, gaussian_sxy: float = 1.0, gaussian_weight: float = 3.0,
@@ -169,11 +177,30 @@ def dense_crf(image, prob, *, iterations: int = 10, gaussian_sxy: float = 1.0, g
     ``image`` (H, W, 3) uint8 RGB (or (H, W) grey), ``prob`` (C, H, W) per-label probabilities
     (numpy or torch). Runs on ``device``, else on ``prob``'s device. Defaults: BBAM's constants."""
     img, prob = _inputs(image, prob, device)
-    if min(gaussian_sxy, bilateral_sxy, bilateral_srgb) <= 0 or iterations < 0:
-        raise ValueError("kernel widths must be > 0 and iterations >= 0")
+    return dense_crf_batch(img, prob[None],
+                           iterations=iterations, gaussian_sxy=gaussian_sxy, gaussian_weight=gaussian_weight,
+                           bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                           bilateral_weight=bilateral_weight, eps=eps, device=device)[0]
+
+
+def dense_crf_batch(image, probs, *, iterations: int = 10, gaussian_sxy: float = 1.0, gaussian_weight: float = 3.0,
+                    bilateral_sxy: float = 80.0, bilateral_srgb: float = 3.0, bilateral_weight: float = 4.0,
+                    eps: float = 1e-5, device=None) -> torch.Tensor:
+    """:func:`dense_crf` of B problems on the same image at once: ``probs`` (B, C, H, W) ->
+    posteriors (B, C, H, W). The lattice of the image is built once and every problem's channels
+    are filtered together, on the device of ``probs`` (or ``device``): BBAM's masks of all the boxes
+    of a photo, and their fallbacks, in one batch each."""
+    probs = torch.as_tensor(np.asarray(probs) if not torch.is_tensor(probs) else probs, dtype=torch.float32)
+    if probs.dim() != 4:
+        raise ValueError(f"probs must be (B, C, H, W), got shape {tuple(probs.shape)}")
+    img, first = _inputs(image, probs[0] if len(probs) else probs.new_zeros(2, *probs.shape[2:]), device)
+    probs = probs.to(first.device)
+    _check(gaussian_sxy, bilateral_sxy, bilateral_srgb, iterations)
+    if not len(probs):
+        return probs
     with torch.no_grad():
         lattice = Permutohedral(_features(img, bilateral_sxy, bilateral_srgb))
-        return _mean_field(prob, lattice.filter, iterations=iterations, gaussian_sxy=gaussian_sxy,
+        return _mean_field(probs, lattice.filter, iterations=iterations, gaussian_sxy=gaussian_sxy,
                            gaussian_weight=gaussian_weight, bilateral_weight=bilateral_weight, eps=eps)
 
 
@@ -186,5 +213,5 @@ def dense_crf_exact(image, prob, *, iterations: int = 10, gaussian_sxy: float = 
     with torch.no_grad():
         f = _features(img, bilateral_sxy, bilateral_srgb).double()
         K = torch.exp(-0.5 * torch.cdist(f, f) ** 2).float()
-        return _mean_field(prob, lambda v: K @ v, iterations=iterations, gaussian_sxy=gaussian_sxy,
-                           gaussian_weight=gaussian_weight, bilateral_weight=bilateral_weight, eps=eps)
+        return _mean_field(prob[None], lambda v: K @ v, iterations=iterations, gaussian_sxy=gaussian_sxy,
+                           gaussian_weight=gaussian_weight, bilateral_weight=bilateral_weight, eps=eps)[0]

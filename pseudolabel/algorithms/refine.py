@@ -76,17 +76,27 @@ def proposal_stats(sp: np.ndarray, M: sparse.csr_matrix, masks: np.ndarray, boxe
     return area, inter, inbox, outside
 
 
+def large_enough(box, params: RefineParams, by_area: bool = False) -> bool:
+    """Whether refinement touches a box: both sides at least ``min_box`` (ours), or with
+    ``by_area`` its area at least ``min_box`` squared (BBAM's published rule, w x h < 32 x 32
+    skipped)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if by_area:
+        return (x1 - x0) * (y1 - y0) >= params.min_box * params.min_box
+    return x1 - x0 >= params.min_box and y1 - y0 >= params.min_box
+
+
 def refine_masks(masks: np.ndarray, boxes: np.ndarray, sp: np.ndarray, M: sparse.csr_matrix,
-                 params: RefineParams = RefineParams()) -> tuple[np.ndarray, list[str]]:
+                 params: RefineParams = RefineParams(), by_area: bool = False) -> tuple[np.ndarray, list[str]]:
     """Apply the rule to K masks of one image. ``masks`` (K, H, W) bool, ``boxes`` (K, 4)
-    0-based half-open, ``sp`` (H, W) superpixel ids 0..n-1, ``M`` (P, n) membership.
-    Returns the refined (K, H, W) bool masks and a status per object (:data:`REFINE_STATUSES`)."""
+    0-based half-open, ``sp`` (H, W) superpixel ids 0..n-1, ``M`` (P, n) membership; ``by_area``:
+    see :func:`large_enough`. Returns the refined (K, H, W) bool masks and a status per object
+    (:data:`REFINE_STATUSES`)."""
     masks = np.asarray(masks, dtype=bool)
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     out = masks.copy()
     status = [SMALL_BOX] * len(masks)
-    todo = [k for k, (x0, y0, x1, y1) in enumerate(boxes)
-            if x1 - x0 >= params.min_box and y1 - y0 >= params.min_box]
+    todo = [k for k, box in enumerate(boxes) if large_enough(box, params, by_area)]
     if not todo or M.shape[0] == 0:
         return out, [NO_PROPOSAL if k in todo else SMALL_BOX for k in range(len(masks))]
     area, inter, inbox, outside = proposal_stats(sp, M, masks[todo], boxes[todo])
@@ -113,9 +123,10 @@ def refine_masks(masks: np.ndarray, boxes: np.ndarray, sp: np.ndarray, M: sparse
 
 
 def refine_tight_loose(tight: np.ndarray, loose: np.ndarray, boxes: np.ndarray, sp: np.ndarray,
-                       M: sparse.csr_matrix, params: RefineParams = RefineParams()):
-    """Refine tight and loose masks; the refined loose mask is unioned with the refined tight
-    one so that loose ⊇ tight still holds. Returns (tight, loose, status of the tight masks)."""
-    tight_r, status = refine_masks(tight, boxes, sp, M, params)
-    loose_r, _ = refine_masks(loose, boxes, sp, M, params)
+                       M: sparse.csr_matrix, params: RefineParams = RefineParams(), by_area: bool = False):
+    """Refine tight and loose masks (BBAM's ``BBAM_plus_mcg.py``); the refined loose mask is unioned
+    with the refined tight one, so loose contains tight afterwards (the published code skipped the
+    union when no proposal matched the loose mask). Returns (tight, loose, status of the tight masks)."""
+    tight_r, status = refine_masks(tight, boxes, sp, M, params, by_area)
+    loose_r, _ = refine_masks(loose, boxes, sp, M, params, by_area)
     return tight_r, loose_r | tight_r, status

@@ -14,8 +14,6 @@ from . import cli
 from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
                      logger, progress_enabled, split_option)
 
-GPU_STAGES = ("bbam",)
-
 
 def parse_shard(ctx, param, value):
     if value is None:
@@ -50,7 +48,7 @@ scheduler_option = click.option(
 def make_command(stage: Stage) -> click.Command:
     @click.pass_context
     def command(ctx, data_root, cache, split, jobs, force, retry_failed, on_error, shard, backend, scheduler,
-                gpus=None, **values):
+                gpus=None, device=None, **values):
         if force and retry_failed:
             raise click.UsageError("--force recomputes every image and --retry-failed only the failed ones: "
                                    "pass one of them")
@@ -60,6 +58,8 @@ def make_command(stage: Stage) -> click.Command:
         if gpus:
             if shard is not None:
                 raise click.UsageError("--gpus makes its own shards; drop --shard")
+            if device not in (None, "auto"):
+                raise click.UsageError("--gpus chooses the device of each process; drop --device")
             summary = run_on_devices(stage.name, config, dataset, split, cache, gpus, jobs=jobs, force=force,
                                      on_error=on_error, progress=progress_enabled(ctx), log=log,
                                      retry_failed=retry_failed)
@@ -69,7 +69,7 @@ def make_command(stage: Stage) -> click.Command:
         with backend_context(backend, scheduler):
             summary = run_stage(stage.name, dataset, split, cache, config=config, jobs=jobs, force=force,
                                 on_error=on_error, progress=progress_enabled(ctx), log=log, shard=shard,
-                                backend=backend, retry_failed=retry_failed)
+                                backend=backend, retry_failed=retry_failed, device=device or "auto")
         for line in summary.lines():
             log(line)
 
@@ -91,11 +91,16 @@ def make_command(stage: Stage) -> click.Command:
                      help="Only images I, I+N, I+2N, ... of the split, into <stage>/<key>.shard-I-of-N.h5 "
                           "(one machine per shard); `pseudolabel merge` joins them."),
     ]
-    if stage.name in GPU_STAGES:
+    if stage.uses_device:
+        options.append(click.option(
+            "--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+            help="Where the network runs: auto = CUDA when torch sees a GPU (a SLURM job's --gres GPU "
+                 "included), else the CPU; said at the start and kept in the store's run log. One "
+                 "worker per device: --jobs is for CPU stages."))
         options.append(click.option(
             "--gpus", callback=parse_gpus, default=None, metavar="IDS",
             help="GPU ids, e.g. 0,1: one process per GPU over deterministic shards, merged at the "
-                 "end; rerunning resumes. Without it the stage runs on the CPU."))
+                 "end; rerunning resumes ('cpu' entries run a shard on the CPU)."))
     for option in reversed(options):
         command = option(command)
     return click.command(stage.name, help=stage.help)(command)

@@ -75,11 +75,14 @@ class Commit:
         self.kept = Kept()
         self.session = None
 
-    def start(self, jobs: int, backend: str) -> None:
-        """The journal's manifest (a new run) and this session's record in the run log."""
+    def start(self, jobs: int, backend: str, device: str | None = None) -> None:
+        """The journal's manifest (a new run) and this session's record in the run log (with the
+        device of a stage that runs a network)."""
         plan = self.plan
         record = {**versions(), "start": now(), "host": socket.gethostname(), "pid": os.getpid(), "jobs": jobs,
                   "backend": backend, "resumed": plan.resumed}
+        if device is not None:
+            record["device"] = device
         if plan.previous is not None:
             record["retry_failed"] = plan.retried
         try:

@@ -31,13 +31,13 @@ def check_devices(devices: list[str]) -> list[str]:
     return devices
 
 
-def use_device(device: str) -> None:
-    """Make this process use only ``device`` (a GPU id, or ``cpu``): set before torch initialises
-    CUDA, so the GPU is the process's ``cuda`` device."""
+def use_device(device: str) -> str:
+    """Make this process see only ``device`` (a GPU id, or ``cpu``), before torch initialises CUDA,
+    so the GPU is the process's ``cuda`` device; returns the ``--device`` of its run."""
     if device == "cpu":
-        os.environ["PSEUDOLABEL_DEVICE"] = "cpu"
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"], os.environ["PSEUDOLABEL_DEVICE"] = device, "cuda"
+        return "cpu"
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    return "cuda"
 
 
 def where(device: str) -> str:
@@ -48,13 +48,13 @@ def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any],
            cache: str, options: dict[str, Any]) -> None:
     """Process ``k`` on ``device``: its shard (or a retry) through ``run_stage``; the summary or
     the error message goes back through ``queue``."""
-    use_device(device)
+    spec = use_device(device)
     from .run import run_stage
     shard = options.get("shard")
     prefix = f"shard {shard[0]}/{shard[1]}: " if shard else ""
     try:
         config = config_from_mapping(get_stage(stage_name).config_class, mapping)
-        summary = run_stage(stage_name, open_dataset(data_root), split, cache, config=config,
+        summary = run_stage(stage_name, open_dataset(data_root), split, cache, config=config, device=spec,
                             log=lambda line: print(prefix + line, file=sys.stderr, flush=True), **options)
         queue.put((k, summary, None))
     except PseudolabelError as exc:

@@ -29,7 +29,7 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
               config: Any = None, jobs: int = 1, force: bool = False, on_error: str = "fail",
               progress: bool = True, log: Callable[[str], None] = lambda s: None,
               shard: tuple[int, int] | None = None, backend: str = "loky",
-              retry_failed: bool = False) -> RunSummary:
+              retry_failed: bool = False, device: str = "auto") -> RunSummary:
     """Run one stage over a split into ``<cache>/<dataset>/<split>/<stage>/<key>.h5`` (``key``:
     the cache key of its identity), then point ``<stage>.h5`` (the store every reader opens) at it.
 
@@ -43,7 +43,9 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
     and keeps every other image as it is (upstream stores may have been retried meanwhile; their
     configuration must be the same). ``on_error="fail"`` stops at the first bad image with a
     :class:`DataError` naming the file (everything finished so far stays in the journal);
-    ``"skip"`` records it as failed and goes on.
+    ``"skip"`` records it as failed and goes on. ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``)
+    is where a stage that runs a network runs it; such a stage has one worker (``--jobs`` is for CPU
+    stages).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
@@ -53,6 +55,15 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
         check_shard(shard)
     stage = get_stage(stage_name)
     config = config if config is not None else stage.config_class()
+    if stage.uses_device:
+        from .. import device as devices
+        device = devices.resolve(device)
+        devices.use(device)                          # its check (loading weights) runs here, on it
+        if jobs != 1:
+            log(f"{stage_name} runs one worker per device (--jobs is for CPU stages; --gpus for several GPUs)")
+            jobs = 1
+    else:
+        device = None
     jobs = resolve_jobs(jobs, log)
     make_executor(backend, jobs, 0)                      # an unknown backend fails before any work
     target = resolve_target(stage_name, config, dataset, split, cache, shard)
@@ -63,7 +74,7 @@ def run_stage(stage_name: str, dataset: Dataset, split: str, cache: str | os.Pat
         summary = _summary(stage, split, target, plan)
         if not plan.nothing_to_do:
             _execute(stage, config, plan, summary, jobs=jobs, backend=backend, on_error=on_error,
-                     progress=progress, log=log)
+                     progress=progress, log=log, device=device)
     if target.current is not None:
         point_current(target.current, target.store)
     return summary
@@ -83,13 +94,18 @@ def _summary(stage: Stage, split: str, target: Target, plan: Plan) -> RunSummary
 
 
 def _execute(stage: Stage, config: Any, plan: Plan, summary: RunSummary, *, jobs: int, backend: str,
-             on_error: str, progress: bool, log: Callable[[str], None]) -> None:
+             on_error: str, progress: bool, log: Callable[[str], None], device: str | None = None) -> None:
     """Map the plan's units through an executor and commit every outcome, then finalize."""
     if plan.previous is not None:
         log(f"retrying the {plan.retried} failed image(s) of {plan.target.store}; "
             f"the {plan.previous.num_done} done are kept")
     commit = Commit(plan, summary, on_error=on_error, output=stage.output, log=log)
-    commit.start(jobs, backend)
+    where = None
+    if device is not None:
+        from .. import device as devices
+        where = devices.describe(device)
+        log(f"{stage.name} [{summary.split}] on {where}")
+    commit.start(jobs, backend, where)
     if plan.resumed:
         log(f"resuming {plan.target.store}: {plan.resumed} of {plan.retried or len(plan.ids)} images already finished")
     commit.record_bad()
@@ -99,7 +115,7 @@ def _execute(stage: Stage, config: Any, plan: Plan, summary: RunSummary, *, jobs
         plan.units, key=lambda u: (-sum(len(r.objects) for r in u), -sum(r.width * r.height for r in u)))
     bar = Progress(sum(len(u) for u in plan.units), f"{stage.name} [{summary.split}]", enabled=progress)
     try:
-        work = ((stage.name, config, unit, plan.target.inputs, plan.batched) for unit in units)
+        work = ((stage.name, config, unit, plan.target.inputs, plan.batched, device) for unit in units)
         for outcomes in executor.map(process_unit, work):
             for outcome in outcomes:
                 commit.add(outcome)

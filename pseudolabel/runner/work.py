@@ -133,10 +133,14 @@ def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...]
 
 
 def process_unit(stage_name: str, config: Any, records: tuple[ImageRecord, ...], inputs: dict[str, str],
-                 batched: bool = False) -> list[Outcome]:
+                 batched: bool = False, device: str | None = None) -> list[Outcome]:
     """The worker function every executor runs: the outcomes of one unit of work, in order.
-    ``batched``: the unit goes through the stage's ``process_batch`` as one group."""
+    ``batched``: the unit goes through the stage's ``process_batch`` as one group; ``device``: the
+    device of a stage that runs a network, set in this process first."""
     _pin_threads()
+    if device is not None:
+        from .. import device as devices
+        devices.use(device)
     if batched:
         return process_group(stage_name, config, records, inputs)
     return [process_record(stage_name, config, r, inputs) for r in records]

@@ -49,6 +49,10 @@ class Stage:
     gives for that image alone). The runner uses it when ``batch_images(config) > 1``."""
     batch_images: Callable[[Any], int] = lambda config: 1
     """How many images of the same size the runner hands to ``process_batch`` at once."""
+    uses_device: bool = False
+    """The stage runs a network on a device (``--device``, ``--gpus``): the runner resolves the device
+    once, sets it in the process that runs the stage (``device.current()``) and runs one worker per
+    device whatever ``--jobs`` says."""
     recompose: Callable[..., Any] | None = None
     """Optional, for stages whose per-object masks another stage changes (``refine``):
     ``(sample, masks, planes) -> (H, W) uint8 label``, this stage's own rule for composing a label

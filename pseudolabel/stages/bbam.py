@@ -2,25 +2,28 @@
 
 Per image: 1. the detector's clean features; positives per box  2. one attribution mask per
 box with positives, all boxes of the image optimised as one batch (``algorithms/bbam.py``)
-3. maps to the original frame; tight / loose masks (rank seeds, smoothing, dense CRF,
-fallbacks)  4. the semantic label with ignore bands, cross-class conflicts and nested boxes.
+3. maps to the original frame; tight / loose masks as the published code makes them (rank
+threshold, wide blur, dense CRF over the whole image, fallbacks; ``algorithms/bbam_masks.py``),
+every box of the photo through the CRF in one batch, on the detector's device  4. the semantic
+label as the published code composes it (ignore bands, cross-class conflicts, nested boxes).
 
 No object silently vanishes: every object has a ``status_*`` flag saying how its tight mask was
-made, ``num_positives`` (0 = no attribution map: its ``maps`` plane is all zero) and
-``final_loss`` (NaN without a map).
+made (``loose_status_*`` for its loose one; ``empty`` when a mask is empty), ``num_positives``
+(0 = no attribution map: its ``maps`` plane is all zero) and ``final_loss`` (NaN without a map).
 
-The detector is loaded once per worker process. Its device is not part of the configuration
-(the same configuration on a CPU and a GPU is the same run): ``PSEUDOLABEL_DEVICE`` (``cpu``
-by default; ``--gpus`` sets it per worker process) picks it.
+The detector is loaded once per process, on the run's device (``device.current()``, set by the
+runner from ``--device``; ``--gpus`` runs one process per GPU). The device is not part of the
+configuration: the same configuration on a CPU and a GPU is the same store.
 """
 from __future__ import annotations
 
-import os
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import device as devices
 from ..algorithms.bbam_params import BBAMParams
 from ..records import ImageRecord
 from ..results import StageResult
@@ -42,22 +45,28 @@ class BBAMConfig(BBAMParams):
 _DETECTORS: dict[tuple, object] = {}
 
 
-def device() -> str:
-    return os.environ.get("PSEUDOLABEL_DEVICE", "cpu")
-
-
 def get_detector(config: BBAMConfig):
-    """The detector of ``config.weights`` on this process's device, loaded once per process."""
-    key = (config.weights, config.min_size, config.max_size, device())
+    """The detector of ``config.weights`` on this process's device, loaded once per process. On a
+    GPU, cuDNN picks its fastest kernels for each input size (VOC's photos come in a few sizes)."""
+    device = devices.current()
+    key = (config.weights, config.min_size, config.max_size, device)
     if key not in _DETECTORS:
         from ..detector import Detector
+        if device.startswith("cuda"):
+            import torch
+            torch.backends.cudnn.benchmark = True
         if config.weights == TOY:
             from ..toydetector import toy_detector
-            _DETECTORS[key] = toy_detector(device(), size=config.min_size)
+            _DETECTORS[key] = toy_detector(device, size=config.min_size)
         else:
-            _DETECTORS[key] = Detector.from_checkpoint(config.weights or None, device=device(),
+            _DETECTORS[key] = Detector.from_checkpoint(config.weights or None, device=device,
                                                        min_size=config.min_size, max_size=config.max_size)
     return _DETECTORS[key]
+
+
+def box_rng(seed: int, image_id: str, k: int):
+    """The jitter's generator of box ``k`` of image ``image_id``: its own for every box of the split."""
+    return np.random.default_rng([seed, zlib.crc32(image_id.encode()), k])
 
 
 class _Clock:
@@ -106,9 +115,9 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
     """The per-image pipeline for photos of one size, their masks optimised in shared batches."""
     import torch
 
-    from ..algorithms.bbam import (MASK_STATUSES, bbam_label, map_to_original, maps_to_masks, mask_stride,
-                                   optimise_masks, select_positives)
-    from ..algorithms.densecrf import dense_crf
+    from ..algorithms.bbam import autocast, map_to_original, mask_stride, optimise_masks, select_positives
+    from ..algorithms.bbam_masks import MASK_STATUSES, bbam_label, crop_masks, published_masks
+    from ..algorithms.densecrf import dense_crf, dense_crf_batch
     clock = _Clock(det.device, timings)
     # 1. clean features, positives per box (input frame)
     prepared = []
@@ -118,9 +127,9 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
         x, scale = det.prepare(image)
         size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
         boxes_in = boxes.astype(np.float32) * scale
-        with torch.no_grad():
+        with torch.no_grad(), autocast(det, config):      # the clean targets as the masked passes
             feats = det.features(x[None])
-        positives = [select_positives(det, feats, b, int(c), size, config, np.random.default_rng(config.seed + k))
+        positives = [select_positives(det, feats, b, int(c), size, config, box_rng(config.seed, record.image_id, k))
                      for k, (b, c) in enumerate(zip(boxes_in, record.classes()))]
         del feats
         prepared.append((boxes_in, positives, scale, size, x))
@@ -139,46 +148,53 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
         boxes_in, positives, scale, size, _ = prepared[i]
         boxes, classes = record.boxes(), record.classes()
         K, (H, W) = len(boxes), image.shape[:2]
-        maps = np.zeros((K, H, W), np.float32)
+        maps = torch.zeros((K, H, W), device=det.device)
         final_loss = np.full(K, np.nan, np.float32)
         for (j, k), mask, loss in zip(items, masks, losses):
             if j == i:
-                maps[k] = map_to_original(mask, size, (H, W))
+                maps[k] = map_to_original(mask, size, (H, W), det.device)
                 final_loss[k] = loss
-        strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
         has_map = np.array([len(p) > 0 for p in positives])
-        tight, loose, status = maps_to_masks(image, maps, boxes, has_map, strides, config, dense_crf)
+        if config.mask_rule == "crop":
+            strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
+            tight, loose, status, loose_status = crop_masks(image, maps.cpu().numpy(), boxes, has_map, strides,
+                                                            config, dense_crf)
+        else:
+            tight, loose, status, loose_status = published_masks(image, maps, boxes, has_map, config,
+                                                                 dense_crf_batch)
         label = bbam_label(tight, loose, boxes, classes)
         objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in MASK_STATUSES}
+        objects.update({f"loose_status_{s}": np.array([x == s for x in loose_status], np.uint8) for s in MASK_STATUSES})
         objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
         objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
         objects["final_loss"] = final_loss
-        counts = {f"status_{s}": int(v.sum()) for s, v in zip(MASK_STATUSES, objects.values()) if v.any()}
-        results.append(StageResult(label=label, masks=tight, maps=maps, planes={"loose_masks": loose},
+        counts = {name: int(v.sum()) for name, v in objects.items() if name.startswith("status_") and v.any()}
+        results.append(StageResult(label=label, masks=tight, maps=maps.cpu().numpy(), planes={"loose_masks": loose},
                                    objects=objects, counts=counts))
     clock("masks")
     return results
 
 
 def recompose(sample, masks: np.ndarray, planes: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """The label this stage composes when other masks replace the tight masks of ``sample`` (one
-    of its stored samples): loose-only pixels stay 255 (the loose masks are ``planes``'
-    ``loose_masks`` when given, else the stored ones, each widened to contain its tight mask),
-    cross-class conflicts 255 unless nested."""
-    from ..algorithms.bbam import bbam_label
-    loose = (planes or {}).get("loose_masks", sample.planes.get("loose_masks", masks)).astype(bool) | masks
-    return bbam_label(masks, loose, sample.boxes, sample.classes)
+    """The label this stage composes when other tight masks replace those of ``sample`` (one of its
+    stored samples), with the loose masks of ``planes`` (``loose_masks``) when given, else the stored
+    ones: the published composition (``bbam_masks.bbam_label``)."""
+    from ..algorithms.bbam_masks import bbam_label
+    loose = (planes or {}).get("loose_masks", sample.planes.get("loose_masks", masks)).astype(bool)
+    return bbam_label(masks.astype(bool), loose, sample.boxes, sample.classes)
 
 
 STAGE = Stage(
     name="bbam",
     help="BBAM attribution maps from a torchvision Faster R-CNN (mask optimisation per box, all "
-         "boxes of an image as one batch), turned into tight / loose masks and a label with "
-         "ignore bands (--reference: the published one-box-at-a-time loop).",
+         "boxes of an image as one batch), turned into tight / loose masks and a label as the "
+         "published code does (--reference: the published one-box-at-a-time loop).",
     config_class=BBAMConfig,
     process_image=process_image,
     check=check_weights,
     process_batch=process_batch,
     batch_images=lambda config: config.batch_images,
     recompose=recompose,
+    uses_device=True,
+    revision=2,
 )

@@ -5,6 +5,8 @@ per-object masks, boxes and guard flags; ``--source bbam``: its tight and loose 
 ``proposals``. Per image:
 1. refine every object's mask with the rule in ``algorithms/refine.py`` (exact counts from
    the sparse proposal x superpixel form; small boxes and objects nothing matches unchanged);
+   BBAM's as its published code does: the loose masks too (stored as ``loose_masks``, unioned with
+   the refined tight ones), boxes under ``min_box`` x ``min_box`` px by area skipped;
 2. compose one label map with the source's own rule (``Stage.recompose`` of the source stage,
    reading its configuration and per-object flags from its store), so the only change is the
    masks (for ``grabcut``: smaller box in front, 2 px ignore band on mask boundaries, ignore ring
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..algorithms.refine import REFINE_STATUSES, RefineParams, refine_masks
+from ..algorithms.refine import REFINE_STATUSES, RefineParams, refine_masks, refine_tight_loose
 from ..config import option
 from ..errors import DataError
 from ..records import ImageRecord
@@ -50,14 +52,20 @@ def process_image(record: ImageRecord, image, config: RefineConfig, inputs: dict
                                            f"annotation's (was it made from other boxes?)", record.image_id)
     if props.superpixels.shape != (record.height, record.width):
         raise DataError(source.image_path, "proposals and image differ in size", record.image_id)
-    # 1. refine
-    masks, status = refine_masks(source.masks, boxes, props.superpixels, props.membership, config)
+    # 1. refine (BBAM's masks as published: the loose ones too, small boxes by area)
+    planes = {}
+    if config.source == "bbam":
+        masks, loose, status = refine_tight_loose(source.masks, source.planes["loose_masks"], boxes,
+                                                  props.superpixels, props.membership, config, by_area=True)
+        planes["loose_masks"] = loose
+    else:
+        masks, status = refine_masks(source.masks, boxes, props.superpixels, props.membership, config)
     # 2. compose with the source's rule, from what its store records
-    label = get_stage(config.source).recompose(source, masks.astype(bool))
+    label = get_stage(config.source).recompose(source, masks.astype(bool), planes)
     # 3. what the store keeps
     objects = {f"status_{s}": np.array([x == s for x in status], dtype=np.uint8) for s in REFINE_STATUSES}
     counts = {f"status_{s}": int(v.sum()) for s, v in zip(REFINE_STATUSES, objects.values()) if v.any()}
-    return StageResult(label=label, masks=masks, objects=objects, counts=counts)
+    return StageResult(label=label, masks=masks, planes=planes, objects=objects, counts=counts)
 
 
 STAGE = Stage(

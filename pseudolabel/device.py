@@ -1,0 +1,58 @@
+"""Which device a run's network runs on: ``--device auto|cpu|cuda`` (``cuda:N`` too).
+
+``auto`` is CUDA when torch sees a CUDA device (a SLURM job with ``--gres=gpu:1`` sees exactly the
+GPU it was given), else the CPU. The runner resolves the choice once, says it and records it in
+the store's run log, and sets it in each process that runs the stage (:func:`use`); a stage reads
+it with :func:`current`. A device is not part of a stage's configuration: the same configuration
+on a CPU and on a GPU is the same store.
+"""
+from __future__ import annotations
+
+from .errors import ConfigError
+
+CHOICES = ("auto", "cpu", "cuda")
+_CURRENT: list[str] = []
+
+
+def resolve(spec: str) -> str:
+    """``auto`` -> ``cuda`` or ``cpu``; ``cuda`` / ``cuda:N`` checked to exist; ``cpu`` as is. A
+    ConfigError naming ``--device`` otherwise."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "cpu":
+        return "cpu"
+    import torch
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec}: torch sees no CUDA device here (CUDA_VISIBLE_DEVICES="
+                              f"{_visible()}); use --device cpu, or auto")
+        index = spec.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ConfigError(f"--device {spec}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return spec
+    raise ConfigError(f"--device {spec!r}: expected one of auto, cpu, cuda or cuda:N")
+
+
+def _visible() -> str:
+    import os
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+
+
+def describe(device: str) -> str:
+    """``cuda:0 (NVIDIA H200)`` or ``cpu (16 threads)``, for logs and the run log."""
+    import torch
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def use(device: str) -> None:
+    """Make ``device`` this process's device for stages that run a network."""
+    _CURRENT[:] = [device]
+
+
+def current() -> str:
+    """This process's device (``cpu`` unless a run set another)."""
+    return _CURRENT[0] if _CURRENT else "cpu"
