@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .catalog import open_dataset
 from .classes import CLASS_ID, VOC_CLASSES, voc_palette
-from .export import export_png
+from .export.png import export_png
 from .layout import OutputRoot
 from .records import ObjectRecord
 from .runner import run_stage

@@ -8,7 +8,7 @@
     <cache>/<dataset>/<split>/<stage>/<key>.h5.lock           held (flock) while a run writes the store
     <cache>/<dataset>/<split>/<stage>/<key>.h5.tmp            the finished store just before its rename
     <cache>/<dataset>/<split>/<stage>/<key>.shard-I-of-N.h5   shard I of N (``--shard I/N``), until merged
-    <cache>/<dataset>/<split>/export/<stage>/                 default folder of ``export``
+    <cache>/<dataset>/<split>/export/<stage>[-<fmt>]/         default folder of ``export``
     <cache>/<dataset>/<split>/detector/                       default folder of ``train-detector``
 
 ``key`` is the store's cache key (``runner.identity``), ``dataset`` the data root's folder name.
@@ -46,8 +46,9 @@ class OutputRoot:
         """``<stage>/<key>.h5``: the store of one configuration."""
         return self.split_dir(dataset, split) / stage / f"{key}{SUFFIX}"
 
-    def export_dir(self, dataset: str, split: str, stage: str) -> Path:
-        return self.split_dir(dataset, split) / "export" / stage
+    def export_dir(self, dataset: str, split: str, stage: str, fmt: str = "png") -> Path:
+        """``export/<stage>`` for PNGs, ``export/<stage>-<fmt>`` for the other formats."""
+        return self.split_dir(dataset, split) / "export" / (stage if fmt == "png" else f"{stage}-{fmt}")
 
     def detector_dir(self, dataset: str, split: str) -> Path:
         return self.split_dir(dataset, split) / "detector"

@@ -14,8 +14,9 @@ A recipe names the split, the steps in order and each stage's configuration::
     iterations = 5
 
     [[step]]
-    export = "grabcut"         # palette PNGs of that stage's current store
-    # out = "exports/box2seg"  # default <cache>/<dataset>/<split>/export/<stage>
+    export = "grabcut"         # that stage's current store, as palette PNGs
+    # format = "png"           # or "coco" (one JSON, RLE masks) or "yolo" (polygons)
+    # out = "exports/box2seg"  # default <cache>/<dataset>/<split>/export/<stage>[-<format>]
     # instances = true
 
 A stage step that runs a network may set ``device = "cuda"`` (as ``--device``; ``auto`` by default)
@@ -53,9 +54,12 @@ class Step:
     device: str = "auto"                        # stages that run a network (--device)
     out: str | None = None                      # export steps
     instances: bool = True
+    fmt: str = "png"                            # export steps: png | coco | yolo
 
     def describe(self) -> str:
-        return f"{self.stage}" if self.kind == "stage" else f"export {self.stage}"
+        if self.kind == "stage":
+            return self.stage
+        return f"export {self.stage}" + ("" if self.fmt == "png" else f" ({self.fmt})")
 
 
 @dataclass(frozen=True)
@@ -144,9 +148,12 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, dict[str, Any]] | 
         else:
             if STAGES[name].output != "labels":
                 raise ConfigError(f"{where}: only label stores can be exported; {name!r} makes {STAGES[name].output}")
-            if raw.get("format", "png") != "png":
-                raise ConfigError(f"{where}: format must be \"png\", got {raw['format']!r}")
-            steps.append(Step("export", name, out=raw.get("out"), instances=bool(raw.get("instances", True))))
+            from .export import FORMATS
+            fmt = raw.get("format", "png")
+            if fmt not in FORMATS:
+                raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+            steps.append(Step("export", name, out=raw.get("out"), instances=bool(raw.get("instances", True)),
+                              fmt=fmt))
     if overrides:
         raise ConfigError(f"--set names stage(s) {', '.join(sorted(overrides))} that {path} does not run")
     root = data.get("data_root")
@@ -180,7 +187,7 @@ class StepResult:
 
 
 def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool) -> StepResult:
-    from .export import export_png
+    from .export import export_store
     from .layout import OutputRoot
     from .store import LabelStore
     root = OutputRoot(cache)
@@ -189,21 +196,21 @@ def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool)
         raise ConfigError(f"export {step.stage}: {current} does not exist; put a `stage = \"{step.stage}\"` "
                           f"step before it")
     store = LabelStore(current)
-    out = Path(step.out) if step.out else root.export_dir(dataset.name, split, step.stage)
+    out = Path(step.out) if step.out else root.export_dir(dataset.name, split, step.stage, step.fmt)
     identity = {"store": str(current.resolve()), "cache_key": store.meta.get("cache_key", ""),
-                "completed": store.meta.get("completed", ""), "instances": step.instances}
+                "completed": store.meta.get("completed", ""), "instances": step.instances, "format": step.fmt}
     manifest = out / EXPORT_MANIFEST
     if not force and manifest.exists():
         try:
             if json.loads(manifest.read_text()) == identity:
-                return StepResult(step.describe(), True, line=f"export {step.stage}: nothing to do, {out} holds "
+                return StepResult(step.describe(), True, line=f"{step.describe()}: nothing to do, {out} holds "
                                                               f"this store's export")
         except ValueError:
             pass
     manifest.unlink(missing_ok=True)
-    n = export_png(store, out, instances=step.instances, progress=progress)
+    _, line = export_store(store, out, step.fmt, split=split, instances=step.instances, progress=progress)
     manifest.write_text(json.dumps(identity, indent=2) + "\n")
-    return StepResult(step.describe(), False, line=f"export {step.stage}: {n} images to {out}")
+    return StepResult(step.describe(), False, line=f"{step.describe()}: {line}")
 
 
 def _stage_step(step: Step, dataset, split: str, cache, *, jobs: int, force: bool, on_error: str, progress: bool,

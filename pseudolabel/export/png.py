@@ -11,12 +11,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .classes import voc_palette
-from .labels import instance_map
-from .progress import Progress
-from .store.reader import LabelStore
+from ..classes import voc_palette
+from ..labels import instance_map
+from ..progress import Progress
+from ..store.reader import LabelStore
 
-FORMATS = ("png",)
 _PALETTE = voc_palette().ravel().tolist()
 
 
