@@ -154,7 +154,7 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
                          f"'{split}' of {dataset.root} (first: {missing[0]})")
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
     kept = np.zeros((len(store.all_ids) if per_image else 0, NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
-    unscored = []
+    unscored, images = [], []
     bar = Progress(len(store.all_ids), f"evaluate {store.stage} [{split}]", enabled=progress)
     for k, image_id in enumerate(store.all_ids):
         record = records[image_id]
@@ -174,11 +174,17 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
         matrix += image_matrix
         if per_image:
             kept[k] = image_matrix
+        total = int(image_matrix.sum())
+        miou = float(miou_of(image_matrix))
+        images.append({"image_id": image_id, "miou": None if np.isnan(miou) else round(miou, 4),
+                       "coverage": round(1.0 - image_matrix[:, UNCOMMITTED].sum() / total, 6) if total else None,
+                       "failed": image_id in store.failed})
         bar.update()
     bar.close()
     report = scores(matrix)
     report.update(stage=store.stage, split=split, store=str(store.path),
-                  images=len(store.all_ids), failed_images=len(store.failed), unscored_images=len(unscored))
+                  images=len(store.all_ids), failed_images=len(store.failed), unscored_images=len(unscored),
+                  per_image=images)
     return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report,
                       per_image=kept if per_image else None)
 
@@ -200,7 +206,18 @@ def format_table(report: dict[str, Any]) -> str:
                  f"{report['images']} images ({failed} failed, counted as uncommitted"
                  + (f"; {unscored} failed without ground truth, not counted" if unscored else "") + ")"
                  if cov is not None else "no ground-truth pixels")
+    worst = worst_images(report)
+    if worst:
+        lines.append(f"\n{len(worst)} worst images by mIoU (of the classes in each image):")
+        lines += [f"  {r['image_id']:<24} mIoU {r['miou']:6.2f}  coverage {100 * r['coverage']:6.2f}%"
+                  + ("  (failed)" if r["failed"] else "") for r in worst]
     return "\n".join(lines)
+
+
+def worst_images(report: dict[str, Any], n: int = 10) -> list[dict[str, Any]]:
+    """The ``n`` images of a report with the lowest mIoU (ties by id)."""
+    scored = [r for r in report.get("per_image", ()) if r["miou"] is not None]
+    return sorted(scored, key=lambda r: (r["miou"], r["image_id"]))[:n]
 
 
 # ----------------------------------------------------------------------------- proposals

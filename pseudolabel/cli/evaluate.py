@@ -22,14 +22,19 @@ from .common import open_store, cache_option, dataset_from, data_root_option, lo
 @click.option("--against", type=click.Choice(list(STAGES)), default=None,
               help="Also score this stage's store and give the change in mIoU with a 95% interval "
                    "(paired bootstrap over the images, 2000 draws): is a gain more than a few photos?")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
+@click.option("--instances", is_flag=True,
+              help="Also score each object's mask against its ground-truth instance (SegmentationObject or "
+                   "SBD inst): mean instance IoU, and COCO mask AP/AP50/AP75 through pycocotools.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object on stdout instead of the table (with each image's mIoU and coverage).")
 @click.pass_context
-def evaluate_command(ctx, data_root, cache, split, stage, store_file, against, as_json):
+def evaluate_command(ctx, data_root, cache, split, stage, store_file, against, instances, as_json):
     """Per-class IoU, mIoU and coverage of a store against SegmentationClass (or SBD cls).
 
     One 21-class confusion matrix over the split; ground-truth 255 excluded. Pseudo-label 255
     is reported as coverage; `miou` counts committed pixels only, `miou_ignore_as_background`
-    counts 255 as background. Percentages are 0..100, coverage 0..1.
+    counts 255 as background. The ten worst images follow the table. Percentages are 0..100,
+    coverage 0..1.
     """
     dataset = dataset_from(data_root)
     store = LabelStore(store_file) if store_file else open_store(cache, dataset, split, stage)
@@ -44,10 +49,16 @@ def evaluate_command(ctx, data_root, cache, split, stage, store_file, against, a
         change = paired_bootstrap(base.per_image, result.per_image)
         result.report["against"] = {"stage": against, "store": str(other.path), "miou": base.report["miou"],
                                     "miou_change": change}
+    if instances:
+        from ..evaluate_instances import evaluate_instances
+        result.report["instances"] = evaluate_instances(store, dataset, split, progress=progress_enabled(ctx))
     if as_json:
         click.echo(json.dumps(result.report))
         return
     click.echo(format_table(result.report))
+    if instances:
+        from ..evaluate_instances import format_instances
+        click.echo("\n" + format_instances(result.report["instances"]))
     if against is not None:
         c = result.report["against"]["miou_change"]
         click.echo(f"\nchange over {against} ({result.report['against']['miou']:.2f} mIoU): {c['difference']:+.2f} "

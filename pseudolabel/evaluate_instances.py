@@ -1,0 +1,173 @@
+"""Scoring per-object pseudo masks against ground-truth instances (VOC ``SegmentationObject``, SBD
+``inst``).
+
+Objects and instances share their box, so each object is paired with one instance, no matching
+needed: in VOC, ``SegmentationObject`` numbers the objects in the annotation's order (object k is
+value k + 1); in SBD, boxes are made from the non-empty instances in order (object k is the k-th
+non-empty instance). A pair whose classes disagree is not scored and is counted
+(``class_mismatches``; it means the annotation and the instance map do not follow that order).
+
+* ``miou``: mean over ground-truth instances of the IoU with the paired object's mask, void (255)
+  pixels counted in neither; an instance no object is paired with, and every instance of an image
+  whose run failed, counts 0. Per class and per size (COCO's areas) too.
+* ``ap``, ``ap50``, ``ap75``: COCO mask AP (``pycocotools`` COCOeval, ``segm``) of the pseudo
+  masks as detections against the instances, each pseudo mask scored 1.0 (no stage gives a
+  confidence), so the ranking is the annotation order and AP says how many masks clear each IoU
+  threshold rather than how well they are ranked. COCOeval knows no void: there the instance is
+  its whole mask and the void band around it counts against the pseudo mask, so AP is the stricter
+  figure. Percentages 0..100.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .catalog import Dataset, load_class_gt, load_object_gt
+from .classes import IGNORE, NUM_CLASSES, VOC_CLASSES
+from .errors import DataError, StoreError
+from .evaluate import AREA_BINS, instance_classes
+from .progress import Progress
+from .records import BadRecord
+from .store.reader import LabelStore
+
+
+def paired_instances(record, instances: np.ndarray) -> list[int | None]:
+    """The instance value of each of ``record``'s objects (None when the map has no such instance)."""
+    present = [int(v) for v in np.unique(instances) if v not in (0, IGNORE)]
+    if str(record.object_gt_path).endswith(".mat"):            # SBD: objects = non-empty instances, in order
+        values = present
+    else:                                                     # VOC: object k is k + 1
+        values = [k + 1 for k in range(len(record.objects))]
+    values = values[:len(record.objects)] + [None] * (len(record.objects) - len(values))
+    return [v if v in present else None for v in values]
+
+
+def _pct(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else round(100.0 * float(x), 4)
+
+
+def _mean(values) -> float | None:
+    return _pct(float(np.mean(values))) if len(values) else None
+
+
+def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True) -> dict[str, Any]:
+    """The instance figures of a finished label store (see the module docstring)."""
+    from pycocotools import mask as mask_utils
+
+    records = {r.image_id: r for r in dataset.records(split)}
+    rows = []                     # (image, instance value, class, area, iou)
+    gt_anns, dt_anns, images = [], [], []
+    mismatches = unpaired = unscored = 0
+    bar = Progress(len(store.all_ids), f"evaluate --instances {store.stage} [{split}]", enabled=progress)
+    for n, image_id in enumerate(store.all_ids, start=1):
+        record = records.get(image_id)
+        if record is None:
+            raise StoreError(f"{store.path}: image '{image_id}' is not in split '{split}' of {dataset.root}")
+        if isinstance(record, BadRecord) or record.object_gt_path is None:
+            unscored += 1
+            bar.update()
+            continue
+        instances = load_object_gt(record)
+        of = instance_classes(instances, load_class_gt(record))
+        h, w = instances.shape
+        images.append({"id": n, "height": h, "width": w})
+        failed = image_id in store.failed
+        sample = None if failed else store.read(image_id, masks=True)
+        if sample is not None and sample.masks.shape[1:] != instances.shape:
+            raise DataError(record.object_gt_path, f"instances are {w}x{h} but the pseudo masks are "
+                                                   f"{sample.masks.shape[2]}x{sample.masks.shape[1]}", image_id)
+        valid = instances != IGNORE
+        pairs = dict()
+        for k, value in enumerate(paired_instances(record, instances)):
+            if value is None:
+                continue
+            if of[value] != record.objects[k].class_id:
+                mismatches += 1
+                continue
+            pairs[value] = k
+        for value in (int(v) for v in np.unique(instances) if v not in (0, IGNORE)):
+            gt = instances == value
+            area = int(gt.sum())
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": n, "category_id": int(of[value]) or 0,
+                            "segmentation": _rle(mask_utils, gt), "area": area, "iscrowd": 0,
+                            "bbox": [float(v) for v in mask_utils.toBbox(_rle(mask_utils, gt))]})
+            k = pairs.get(value)
+            if k is None:
+                unpaired += not failed
+                iou = 0.0
+            else:
+                mask = sample.masks[k] if sample is not None else np.zeros_like(gt)
+                union = ((mask | gt) & valid).sum()
+                iou = float((mask & gt & valid).sum() / union) if union else 0.0
+            rows.append((int(of[value]), area, iou))
+        if sample is not None:
+            for k, mask in enumerate(sample.masks):
+                if mask.any():
+                    dt_anns.append({"id": len(dt_anns) + 1, "image_id": n, "category_id": int(sample.classes[k]),
+                                    "segmentation": _rle(mask_utils, mask), "score": 1.0,
+                                    "area": int(mask.sum())})
+        bar.update()
+    bar.close()
+    gt_anns = [a for a in gt_anns if a["category_id"] > 0]      # an instance the class map gives no class
+    ious = np.array([r[2] for r in rows])
+    report = {
+        "stage": store.stage, "split": split, "store": str(store.path),
+        "miou": _mean(ious), "instances": len(rows),
+        "per_class": {VOC_CLASSES[c]: _mean([r[2] for r in rows if r[0] == c])
+                      for c in range(1, NUM_CLASSES) if any(r[0] == c for r in rows)},
+        "by_size": {name: _mean([r[2] for r in rows if lo <= r[1] < hi]) for name, lo, hi in AREA_BINS},
+        "class_mismatches": mismatches, "unpaired_instances": unpaired,
+        "images": len(store.all_ids), "failed_images": len(store.failed), "unscored_images": unscored,
+        **coco_ap(images, gt_anns, dt_anns),
+    }
+    return report
+
+
+def _rle(mask_utils, mask: np.ndarray) -> dict:
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dict[str, float | None]:
+    """COCO mask AP, AP50, AP75 (percent) of detections ``dt_anns`` against ``gt_anns``."""
+    if not gt_anns:
+        return {"ap": None, "ap50": None, "ap75": None}
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": gt_anns,
+                      "categories": [{"id": c, "name": VOC_CLASSES[c]} for c in range(1, NUM_CLASSES)]}
+        gt.createIndex()
+        dt = gt.loadRes(dt_anns) if dt_anns else None
+        if dt is None:
+            return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+        ev = COCOeval(gt, dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"ap": _pct(max(ev.stats[0], 0.0)), "ap50": _pct(max(ev.stats[1], 0.0)), "ap75": _pct(max(ev.stats[2], 0.0))}
+
+
+def format_instances(report: dict[str, Any]) -> str:
+    def f(x):
+        return "   -  " if x is None else f"{x:6.2f}"
+
+    lines = [f"instances: mean IoU {f(report['miou'])} over {report['instances']} ground-truth instances; "
+             f"mask AP {f(report['ap'])}, AP50 {f(report['ap50'])}, AP75 {f(report['ap75'])} (every mask scored 1.0)",
+             "  by size: " + ", ".join(f"{k} {f(v).strip()}" for k, v in report["by_size"].items())]
+    problems = []
+    if report["unpaired_instances"]:
+        problems.append(f"{report['unpaired_instances']} instance(s) without an object (IoU 0)")
+    if report["class_mismatches"]:
+        problems.append(f"{report['class_mismatches']} object(s) whose paired instance has another class (not scored)")
+    if report["failed_images"]:
+        problems.append(f"{report['failed_images']} failed image(s), their instances IoU 0")
+    if problems:
+        lines.append("  " + "; ".join(problems))
+    return "\n".join(lines)
