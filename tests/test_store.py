@@ -135,3 +135,34 @@ def test_precompressed_chunks_read_back_through_plain_hdf5(tmp_path, shape, dtyp
         np.testing.assert_array_equal(ds[()], array)
         if array.size:
             assert ds.compression == "gzip" and ds.shuffle == (np.dtype(dtype).itemsize > 1)
+
+
+def test_photos_of_different_sizes_batch_with_collate_padded(tmp_path):
+    """A plain DataLoader(batch_size=4) cannot stack the demo's photos (four sizes); collate_padded
+    pads photos with 0 and labels with 255, and keeps each item's size and objects."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pseudolabel.demo import build_demo_dataset
+    from pseudolabel.runner import run_stage
+    from pseudolabel.store import LabelDataset, collate_padded
+
+    dataset = open_dataset(build_demo_dataset(tmp_path / "demo"))
+    store = LabelStore(run_stage("boxes", dataset, "train", tmp_path / "c", progress=False).store)
+    ds = LabelDataset(store)
+    with pytest.raises(RuntimeError):
+        next(iter(DataLoader(ds, batch_size=4)))
+    batch = next(iter(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_padded)))
+    h, w = max(ds[i]["label"].shape[0] for i in range(4)), max(ds[i]["label"].shape[1] for i in range(4))
+    assert batch["image"].shape == (4, 3, h, w) and batch["label"].shape == (4, h, w)
+    assert batch["filling_rate"].shape == (4, 21) and batch["image_id"] == store.ids
+    for b in range(4):
+        item, (ih, iw) = ds[b], batch["size"][b].tolist()
+        assert (ih, iw) == tuple(item["label"].shape)
+        assert torch.equal(batch["image"][b, :, :ih, :iw], item["image"])
+        assert torch.equal(batch["label"][b, :ih, :iw], item["label"])
+        assert (batch["label"][b, ih:] == 255).all() and (batch["label"][b, :, iw:] == 255).all()
+        assert (batch["image"][b, :, ih:] == 0).all()
+        assert torch.equal(batch["boxes"][b], item["boxes"])
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_padded([])

@@ -10,7 +10,7 @@ __all__ = ["LabelStore", "ProposalStore", "Proposals", "Sample", "StoreIndex", "
 
 
 def __getattr__(name):  # keep ``import pseudolabel.store`` free of torch
-    if name == "LabelDataset":
-        from .torch_dataset import LabelDataset
-        return LabelDataset
+    if name in ("LabelDataset", "collate_padded"):
+        from . import torch_dataset
+        return getattr(torch_dataset, name)
     raise AttributeError(name)
