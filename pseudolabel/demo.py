@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from . import overlay
 from .catalog import open_dataset
-from .classes import CLASS_ID, VOC_CLASSES, voc_palette
+from .classes import CLASS_ID
 from .export.png import export_png
 from .layout import OutputRoot
 from .records import ObjectRecord
@@ -62,59 +63,37 @@ def build_demo_dataset(root: str | os.PathLike) -> Path:
     return root
 
 
-def _proposal_tile(photo: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
+def _proposal_tile(photo: np.ndarray, superpixels: np.ndarray, size) -> Image.Image:
     """The photo with the finest partition's boundaries drawn in yellow."""
     edges = np.zeros(superpixels.shape, dtype=bool)
     edges[:, 1:] |= superpixels[:, 1:] != superpixels[:, :-1]
     edges[1:, :] |= superpixels[1:, :] != superpixels[:-1, :]
     tile = photo.copy()
     tile[edges] = (255, 230, 0)
-    return tile
+    return Image.fromarray(tile).resize(size, Image.BILINEAR)
 
 
-def draw_overlay(stores: dict, out: str | os.PathLike, alpha: float = 0.55) -> Path:
-    """One row per photo: the photo with its boxes, then each stage's labels blended in VOC
-    colours (255 = ignore drawn in the VOC void colour); proposal stores show their finest
-    partition."""
-    palette = voc_palette()
+def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Path:
+    """One row per photo: the photo with its boxes, then each stage's labels over it (see
+    :mod:`pseudolabel.overlay`); proposal stores show their finest partition. A legend of the
+    classes shown, ignore and background ends the sheet."""
     first = next(s for s in stores.values() if isinstance(s, LabelStore))
-    tiles_per_row = 1 + len(stores)
-    rows = []
+    rows, classes = [], set()
     for image_id in first.ids:
         sample = first[image_id]
         photo = np.asarray(Image.open(sample.image_path).convert("RGB"))
-        scale = 256 / photo.shape[0]
-        size = (max(1, round(photo.shape[1] * scale)), 256)
-        tiles = []
-        boxed = Image.fromarray(photo)
-        draw = ImageDraw.Draw(boxed)
-        for (x0, y0, x1, y1), c in zip(sample.boxes, sample.classes):
-            colour = tuple(int(v) for v in palette[c])
-            draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=4)
-            draw.text((x0 + 6, y0 + 4), VOC_CLASSES[int(c)], fill=colour, font=ImageFont.load_default(size=28))
-        tiles.append(boxed.resize(size))
+        size = overlay.fit(photo.shape[:2], height)
+        tiles = [overlay.caption(overlay.boxes_tile(photo, sample.boxes, sample.classes, size), "photo")]
+        classes |= set(sample.classes.tolist())
         for name, store in stores.items():
             if isinstance(store, ProposalStore):
-                blended = _proposal_tile(photo, store[image_id].superpixels)
+                tile = _proposal_tile(photo, store[image_id].superpixels, size)
             else:
-                label = store[image_id].label
-                colours = palette[label].astype(np.float32)
-                keep = (label == 0)[..., None]
-                blended = np.where(keep, photo, (1 - alpha) * photo + alpha * colours).astype(np.uint8)
-            tile = Image.fromarray(blended).resize(size)
-            ImageDraw.Draw(tile).text((6, 6), name, fill=(255, 255, 255), font=ImageFont.load_default(size=18))
-            tiles.append(tile)
-        row = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (tiles_per_row - 1), 256), "white")
-        x = 0
-        for t in tiles:
-            row.paste(t, (x, 0))
-            x += t.width + 4
-        rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + 4 * (len(rows) - 1)), "white")
-    y = 0
-    for r in rows:
-        sheet.paste(r, (0, y))
-        y += r.height + 4
+                tile = overlay.label_tile(photo, store[image_id].label, size)
+            tiles.append(overlay.caption(tile, name))
+        rows.append(overlay.row(tiles))
+    width = max(r.width for r in rows)
+    sheet = overlay.stack(rows + [overlay.legend(classes, width)])
     out = Path(out)
     sheet.save(out)
     return out
