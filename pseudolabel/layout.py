@@ -10,6 +10,7 @@
     <cache>/<dataset>/<split>/<stage>/<key>.shard-I-of-N.h5   shard I of N (``--shard I/N``), until merged
     <cache>/<dataset>/<split>/export/<stage>[-<fmt>]/         default folder of ``export``
     <cache>/<dataset>/<split>/detector/                       default folder of ``train-detector``
+    <cache>/<dataset>/<split>/report/                         default folder of ``report``
 
 ``key`` is the store's cache key (``runner.identity``), ``dataset`` the data root's folder name.
 Documented for users in ``docs/CACHE.md``.
@@ -50,6 +51,9 @@ class OutputRoot:
         """``export/<stage>`` for PNGs, ``export/<stage>-<fmt>`` for the other formats."""
         return self.split_dir(dataset, split) / "export" / (stage if fmt == "png" else f"{stage}-{fmt}")
 
+    def report_dir(self, dataset: str, split: str) -> Path:
+        return self.split_dir(dataset, split) / "report"
+
     def detector_dir(self, dataset: str, split: str) -> Path:
         return self.split_dir(dataset, split) / "detector"
 
@@ -57,7 +61,7 @@ class OutputRoot:
         """Every store, shard and journal under the root, in path order (for ``cache list``)."""
         for stage_dir in sorted(p for p in self.root.glob("*/*/*") if p.is_dir()):
             dataset, split, stage = stage_dir.relative_to(self.root).parts
-            if stage == "export" or stage == "detector":
+            if stage in ("export", "detector", "report"):
                 continue
             link = self.current(dataset, split, stage)
             current = link.resolve() if link.is_symlink() and link.exists() else None

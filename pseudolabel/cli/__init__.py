@@ -141,4 +141,4 @@ def main() -> None:
     cli(prog_name="pseudolabel")
 
 
-from . import cache, demo, evaluate, export, info, proposals, run, stages  # noqa: E402,F401  (registers the commands)
+from . import cache, demo, evaluate, export, info, proposals, report, run, stages  # noqa: E402,F401  (registers the commands)
