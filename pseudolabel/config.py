@@ -39,12 +39,14 @@ class OptionError(ConfigError, ValueError):
 
 def option(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
            lt: float | None = None, odd: bool = False, nonempty: bool = False, length: int | None = None,
-           choices: tuple[str, ...] | None = None) -> Any:
+           choices: tuple[str, ...] | None = None, since: str | None = None) -> Any:
     """A field with bounds, checked whenever the configuration is made. For tuple fields the bounds
     apply to every element (``nonempty``, ``length``: of the tuple itself). The command line shows
-    the bounds in ``--help`` and refuses values outside them with the option's name."""
+    the bounds in ``--help`` and refuses values outside them with the option's name. ``since``: the
+    field was added after stores of its stage existed; while it holds its default it is left out
+    of the canonical JSON (:func:`config_json`), so those stores keep their cache keys."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, odd=odd, nonempty=nonempty, length=length,
-                                  choices=choices).items() if v is not None and v is not False}
+                                  choices=choices, since=since).items() if v is not None and v is not False}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -173,5 +175,10 @@ def config_to_mapping(config: Any) -> dict[str, Any]:
 
 def config_json(config: Any) -> str:
     """Canonical JSON of a configuration (sorted keys, tuples as lists): what a store saves in its
-    ``config`` attribute and what its cache key hashes."""
-    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+    ``config`` attribute and what its cache key hashes. Fields added later (``option(since=...)``)
+    are left out while they hold their default."""
+    data = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("since") and data[f.name] == f.default:
+            del data[f.name]
+    return json.dumps(data, sort_keys=True)

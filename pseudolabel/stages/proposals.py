@@ -17,7 +17,7 @@ import numpy as np
 
 from ..algorithms.proposal_params import ProposalParams
 from ..catalog import edge_file, mcg_file, read_edge_map, read_mcg_proposals
-from ..config import OptionError
+from ..config import OptionError, option
 from ..errors import ConfigError
 from ..records import ImageRecord
 from ..results import ProposalResult
@@ -34,19 +34,33 @@ class ProposalConfig(ProposalParams):
     ...), one grey PNG per image (<id>.png, 8 or 16 bits, brighter = stronger boundary, the
     image's size): the generator builds on them instead of colour gradients, as MCG does;
     empty = colour gradients."""
+    edges_from: str = option("", choices=("", "edges"), since="0.2")
+    """Build on the boundary maps of this stage's store (edges: HED, `pseudolabel edges`) instead
+    of colour gradients; empty = colour gradients (or --edges)."""
+    thin_edges: bool = option(False, since="0.2")
+    """With --edges-from: use the thinned (non-maximum-suppressed) maps rather than the fused ones."""
 
     def validate(self) -> None:
         super().validate()
         if self.from_mcg and self.edges:
             raise OptionError("from_mcg", "converts finished proposals and edges feeds the generator: pass one")
+        if self.edges_from and (self.edges or self.from_mcg):
+            raise OptionError("edges_from", "reads boundary maps from a store; --edges reads them from a folder "
+                                            "and --from-mcg converts finished proposals: pass one")
+        if self.thin_edges and not self.edges_from:
+            raise OptionError("thin_edges", "chooses between the maps of --edges-from: give --edges-from edges")
+
+
+def inputs(config: ProposalConfig) -> tuple[str, ...]:
+    return (config.edges_from,) if config.edges_from else ()
 
 
 def check_folders(config: ProposalConfig) -> None:
     """Fail before any work when a folder to read from is not there (each file is still checked
     per image: a missing one fails, or with --on-error skip, skips that image)."""
-    for option, folder in (("--from-mcg", config.from_mcg), ("--edges", config.edges)):
+    for flag, folder in (("--from-mcg", config.from_mcg), ("--edges", config.edges)):
         if folder and not Path(folder).is_dir():
-            raise ConfigError(f"{option}: {folder} is not a folder")
+            raise ConfigError(f"{flag}: {folder} is not a folder")
 
 
 def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig, inputs=None) -> ProposalResult:
@@ -55,8 +69,13 @@ def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig
         sp, membership = read_mcg_proposals(mcg_file(config.from_mcg, record.image_id),
                                             shape=(record.height, record.width))
     else:
-        edges = (read_edge_map(edge_file(config.edges, record.image_id), shape=image.shape[:2])
-                 if config.edges else None)
+        if config.edges_from:
+            maps = inputs[config.edges_from]
+            edges = maps.thin if config.thin_edges else maps.edges
+        elif config.edges:
+            edges = read_edge_map(edge_file(config.edges, record.image_id), shape=image.shape[:2])
+        else:
+            edges = None
         from ..algorithms.proposals import generate_proposals
         sp, membership = generate_proposals(image, config, edges)
     return ProposalResult(superpixels=sp, membership=membership,
@@ -65,11 +84,12 @@ def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig
 
 STAGE = Stage(
     name="proposals",
-    help="MCG-style segment proposals (superpixels + sparse membership) from colour gradients "
-         "or a learned edge detector's maps (--edges DIR), or official MCG .mat files converted "
-         "with --from-mcg DIR.",
+    help="MCG-style segment proposals (superpixels + sparse membership) from colour gradients, "
+         "HED's boundaries (--edges-from edges) or another detector's maps (--edges DIR), or official "
+         "MCG .mat files converted with --from-mcg DIR.",
     config_class=ProposalConfig,
     process_image=process_image,
     output="proposals",
+    inputs=inputs,
     check=check_folders,
 )

@@ -2,10 +2,10 @@
 run journal (``journal``), the index and opening (``index``), the one finalize (``writer``), and
 readers (``reader``; ``torch_dataset`` for a PyTorch trainer). Documented in ``docs/STORE.md``."""
 from .index import StoreIndex
-from .reader import LabelStore, ProposalStore, Proposals, Sample, describe, open_store
+from .reader import EdgeMaps, EdgeStore, LabelStore, ProposalStore, Proposals, Sample, describe, open_store
 from .schema import FORMAT_NAME, FORMAT_VERSION, PROPOSAL_FORMAT_NAME
 
-__all__ = ["LabelStore", "ProposalStore", "Proposals", "Sample", "StoreIndex", "describe", "open_store",
+__all__ = ["EdgeMaps", "EdgeStore", "LabelStore", "ProposalStore", "Proposals", "Sample", "StoreIndex", "describe", "open_store",
            "FORMAT_NAME", "FORMAT_VERSION", "PROPOSAL_FORMAT_NAME"]
 
 

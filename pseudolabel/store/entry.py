@@ -15,12 +15,14 @@ import numpy as np
 from ..classes import IGNORE, NUM_CLASSES
 from ..labels import filling_rates
 from ..records import ImageRecord
-from ..results import ProposalResult, StageResult
+from ..results import EdgeResult, ProposalResult, StageResult
 from .schema import ChunkedArray, plain
 
 LABEL_ARRAYS = ("label", "masks", "maps", "boxes", "classes", "difficult", "truncated", "filling_rate")
 """Datasets of a label store's ``images/<id>/``, in the order they are written; then the stage's
 ``*_masks`` planes and the ``objects/`` sub-group."""
+EDGE_ARRAYS = ("edges", "thin")
+"""Datasets of an edge store's ``images/<id>/``: (H, W) uint8, boundary strength x 255."""
 PROPOSAL_ARRAYS = ("superpixels", "membership")
 """Datasets of a proposal store's ``images/<id>/`` (format 2; format 1 had ``indptr`` and
 ``indices``, a CSR membership, instead of ``membership``)."""
@@ -166,12 +168,14 @@ def decoded(value) -> np.ndarray:
     return value.decode() if isinstance(value, ChunkedArray) else np.asarray(value)
 
 
-def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> Entry:
+def build_entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult) -> Entry:
     """What the store keeps for one image: the stage's arrays plus what the record knows (boxes,
     classes, flags) and the filling rates, checked for shape and value range. Image-sized arrays
     are compressed here, in the worker."""
     if isinstance(result, ProposalResult):
         return _proposal_entry(record, result)
+    if isinstance(result, EdgeResult):
+        return _edge_entry(record, result)
     shape, k = (record.height, record.width), len(record.objects)
     label = np.asarray(result.label)
     if label.shape != shape or label.dtype != np.uint8:
@@ -207,6 +211,18 @@ def build_entry(record: ImageRecord, result: StageResult | ProposalResult) -> En
         arrays[name] = ChunkedArray.encode(arr.view(np.uint8))
     return Entry(image_path=record.image_path, height=shape[0], width=shape[1], num_objects=k, arrays=arrays,
                  objects=dict(result.objects), attrs=dict(result.attrs))
+
+
+def _edge_entry(record: ImageRecord, result: EdgeResult) -> Entry:
+    shape = (record.height, record.width)
+    arrays = {}
+    for name in EDGE_ARRAYS:
+        arr = np.asarray(getattr(result, name), dtype=np.float32)
+        if arr.shape != shape:
+            raise TypeError(f"stage returned {name} {arr.shape}, expected {shape}")
+        arrays[name] = ChunkedArray.encode(np.round(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8))
+    return Entry(image_path=record.image_path, height=shape[0], width=shape[1], num_objects=0, arrays=arrays,
+                 attrs=dict(result.attrs))
 
 
 def _proposal_entry(record: ImageRecord, result: ProposalResult) -> Entry:

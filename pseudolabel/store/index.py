@@ -15,7 +15,7 @@ from ..errors import StoreError
 from ..layout import journal_dir
 from .entry import Entry
 from .journal import Journal
-from .schema import (FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
+from .schema import (EDGE_FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
                      READABLE_VERSIONS, decode_str, index_checksum, read_meta)
 
 H5_ERRORS = (Exception,)
@@ -51,9 +51,9 @@ def open_checked(path: str | os.PathLike, format_name: str | None = None) -> h5p
             meta = read_meta(f)
         except H5_ERRORS as exc:
             raise StoreError(f"{path}: damaged store: its attributes cannot be read ({exc})") from None
-        expected = (format_name,) if format_name else (FORMAT_NAME, PROPOSAL_FORMAT_NAME)
+        expected = (format_name,) if format_name else tuple(READABLE_VERSIONS)
         if meta.get("format") not in expected:
-            kind = "proposal store" if format_name == PROPOSAL_FORMAT_NAME else "label store"
+            kind = {PROPOSAL_FORMAT_NAME: "proposal store", EDGE_FORMAT_NAME: "edge store"}.get(format_name, "label store")
             raise StoreError(f"{path}: not a pseudolabel {kind} (format attribute is "
                              f"{meta.get('format')!r}, expected {' or '.join(map(repr, expected))})")
         fmt = meta["format"]

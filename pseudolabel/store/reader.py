@@ -23,7 +23,7 @@ from ..layout import journal_dir
 from .entry import decoded, unpack_membership
 from .index import StoreIndex, open_checked, read_entry, require_store
 from .journal import Journal
-from .schema import FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta
+from .schema import EDGE_FORMAT_NAME, FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta
 
 
 @dataclass
@@ -206,13 +206,43 @@ class ProposalStore(_Store):
         return Proposals(image_id=image_id, superpixels=sp, membership=membership, attrs=attrs)
 
 
-def open_store(path: str | os.PathLike, **kwargs) -> LabelStore | ProposalStore:
+@dataclass
+class EdgeMaps:
+    """One image's boundary maps: ``edges`` (H, W) float32 in [0, 1] (the detector's fused
+    output, stored to 1/255) and ``thin`` (the same after non-maximum suppression)."""
+
+    image_id: str
+    edges: np.ndarray
+    thin: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class EdgeStore(_Store):
+    """Random access to a finished edge store (``pseudolabel edges``)."""
+
+    format_name = EDGE_FORMAT_NAME
+
+    def __getitem__(self, key: int | str) -> EdgeMaps:
+        image_id, entry = self._entry(key)
+        try:
+            edges, thin = (decoded(entry.arrays[k]).astype(np.float32) / 255.0 for k in ("edges", "thin"))
+        except (KeyError, zlib.error, ValueError) as exc:
+            raise StoreError(f"{self.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
+        attrs = {"height": entry.height, "width": entry.width, "image_path": entry.image_path, **entry.attrs}
+        return EdgeMaps(image_id=image_id, edges=edges, thin=thin, attrs=attrs)
+
+
+def open_store(path: str | os.PathLike, **kwargs) -> LabelStore | ProposalStore | EdgeStore:
     """The right reader for whatever store ``path`` is."""
     path = Path(path)
     require_store(path)
     with open_checked(path) as f:
         fmt = read_meta(f)["format"]
-    return ProposalStore(path) if fmt == PROPOSAL_FORMAT_NAME else LabelStore(path, **kwargs)
+    if fmt == PROPOSAL_FORMAT_NAME:
+        return ProposalStore(path)
+    if fmt == EDGE_FORMAT_NAME:
+        return EdgeStore(path)
+    return LabelStore(path, **kwargs)
 
 
 def describe(path: str | os.PathLike, check: bool = False) -> dict[str, Any]:

