@@ -201,7 +201,7 @@ def reference_grabcut(image_rgb: np.ndarray, box, seed: int = 0) -> np.ndarray:
 
 def grabcut_object(
     image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0,
-    grey: bool | None = None,
+    grey: bool | None = None, edges: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Foreground mask of one boxed object, with the guards that fired.
 
@@ -211,6 +211,8 @@ def grabcut_object(
         params: tunables, see :class:`GrabCutParams`.
         seed: RNG seed for OpenCV (set before every grabCut call): same input -> same output.
         grey: :func:`is_grey` of the image, when the caller knows it (once per image, not per box).
+        edges: (H, W) boundary map in [0, 1] (HED): GrabCut+ (:mod:`.grabcut_plus`), whose pairwise
+            term comes from it, instead of ``cv2.grabCut``; same crop, guards and coarse solve.
 
     Returns:
         mask: (H, W) bool, never True outside the clipped box.
@@ -240,6 +242,7 @@ def grabcut_object(
     wx0, wy0 = max(x0 - margin, 0), max(y0 - margin, 0)
     wx1, wy1 = min(x1 + margin, width), min(y1 + margin, height)
     window = image_rgb[wy0:wy1, wx0:wx1]
+    edge_window = edges[wy0:wy1, wx0:wx1].astype(np.float32) if edges is not None else None
     if is_grey(image_rgb) if grey is None else grey:
         fired.append(GREY_IMAGE)
         if params.grey_texture:
@@ -252,6 +255,8 @@ def grabcut_object(
         scale = params.work_side / max(win_h, win_w)
         size = (max(1, round(win_w * scale)), max(1, round(win_h * scale)))
         window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+        if edge_window is not None:
+            edge_window = cv2.resize(edge_window, size, interpolation=cv2.INTER_AREA)
     work_h, work_w = window.shape[:2]
     # rectangle in the work frame: outward rounding, so the object is never cut off.
     rx0 = int(np.floor((x0 - wx0) * work_w / win_w))
@@ -261,16 +266,21 @@ def grabcut_object(
     if work_h * work_w - (rx1 - rx0) * (ry1 - ry0) < params.min_bg_pixels:
         return filled, tuple(fired + [WHOLE_IMAGE])
 
-    # 4. GrabCut on the work window (seeded: deterministic).
-    gc_mask = np.zeros((work_h, work_w), np.uint8)
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(int(seed))
-    cv2.grabCut(
-        np.ascontiguousarray(window), gc_mask, (rx0, ry0, rx1 - rx0, ry1 - ry0),
-        bgd_model, fgd_model, params.iterations, cv2.GC_INIT_WITH_RECT,
-    )
-    fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.float32)
+    # 4. GrabCut on the work window (seeded: deterministic); GrabCut+ with a boundary map.
+    if edge_window is not None:
+        from .grabcut_plus import grabcut_edges
+        fg = grabcut_edges(window, edge_window, (rx0, ry0, rx1 - rx0, ry1 - ry0), params.iterations,
+                           seed).astype(np.float32)
+    else:
+        gc_mask = np.zeros((work_h, work_w), np.uint8)
+        bgd_model = np.zeros((1, 65), np.float64)
+        fgd_model = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(int(seed))
+        cv2.grabCut(
+            np.ascontiguousarray(window), gc_mask, (rx0, ry0, rx1 - rx0, ry1 - ry0),
+            bgd_model, fgd_model, params.iterations, cv2.GC_INIT_WITH_RECT,
+        )
+        fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.float32)
 
     # 5. back to the window frame (bilinear, threshold 0.5), then to the image frame and box.
     if scale != 1.0:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from ..results import ProposalResult, StageResult
 from .base import Stage
 
-_MODULES = ("boxes", "grabcut", "bbam", "edges", "proposals", "refine", "fuse")
+_MODULES = ("boxes", "edges", "grabcut", "bbam", "proposals", "refine", "fuse")
 
 
 class _Registry(Mapping):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
                                   is_grey, reference_grabcut)
-from ..config import option
+from ..config import OptionError, option
 from ..labels import paint_smaller_on_top
 from ..records import ImageRecord
 from ..results import StageResult
@@ -37,6 +37,18 @@ class GrabCutConfig(GrabCutParams):
     smaller boxes on top): the reference for speed and quality comparisons."""
     seed: int = option(0, ge=0, le=2**31 - 2**16)
     """Seed of OpenCV's colour-model initialisation; box k of an image uses seed + k."""
+    pairwise: str = option("colour", choices=("colour", "edges"), since="0.2")
+    """Pairwise term: colour (cv2.grabCut's colour contrast) or edges (GrabCut+ of Simple Does It:
+    HED's boundaries from the edges store, `pseudolabel edges`; a min cut per iteration)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reference and self.pairwise != "colour":
+            raise OptionError("pairwise", "the reference is plain cv2.grabCut: it has the colour term only")
+
+
+def inputs(config: GrabCutConfig) -> tuple[str, ...]:
+    return ("edges",) if config.pairwise == "edges" else ()
 
 
 def _reference_mask(image: np.ndarray, box, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -55,12 +67,13 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     masks = np.zeros((len(boxes), *shape), dtype=bool)
     fired: list[tuple[str, ...]] = []
     grey = is_grey(image) if not config.reference else None
+    edges = inputs["edges"].edges if config.pairwise == "edges" else None
     # 1. one GrabCut per box, seeded per box
     for k, box in enumerate(boxes):
         if config.reference:
             masks[k], guards = _reference_mask(image, tuple(int(v) for v in box), config.seed + k)
         else:
-            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey)
+            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey, edges)
         fired.append(guards)
     # 2. one label map
     if config.reference:
@@ -95,5 +108,6 @@ STAGE = Stage(
          "is weak, plus Box2Seg's per-class filling rates (--reference: plain GrabCut).",
     config_class=GrabCutConfig,
     process_image=process_image,
+    inputs=inputs,
     recompose=recompose,
 )

@@ -1,0 +1,74 @@
+"""GrabCut+ (grabcut --pairwise edges): the boundary map decides where colour cannot."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pseudolabel.algorithms.grabcut import GrabCutParams, grabcut_object
+from pseudolabel.algorithms.grabcut_plus import min_cut, pairwise_weights
+
+from .test_edges import fake_weights  # noqa: F401  (fixture)
+
+
+def camouflage(seed=0):
+    """An ellipse in noise of the same colour statistics as its surroundings, and its outline
+    blurred as a boundary detector would give it."""
+    rng = np.random.default_rng(seed)
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    disk = ((yy - 60) / 35) ** 2 + ((xx - 80) / 45) ** 2 <= 1
+    image = rng.normal(128, 40, (h, w, 3)).clip(0, 255).astype(np.uint8)
+    outline = np.zeros((h, w), bool)
+    outline[:, 1:] |= disk[:, 1:] != disk[:, :-1]
+    outline[1:] |= disk[1:] != disk[:-1]
+    edges = cv2.GaussianBlur(outline.astype(np.float32), (7, 7), 1.5)
+    return image, edges / edges.max(), disk
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_boundaries_find_an_object_that_colour_cannot():
+    image, edges, disk = camouflage()
+    box = (30, 20, 130, 100)
+    colour, colour_guards = grabcut_object(image, box, GrabCutParams(), 0, False)
+    plus, plus_guards = grabcut_object(image, box, GrabCutParams(), 0, False, edges)
+    assert plus_guards == () and iou(plus, disk) > 0.9
+    assert iou(plus, disk) > iou(colour, disk) + 0.2
+    again, _ = grabcut_object(image, box, GrabCutParams(), 0, False, edges)
+    assert (again == plus).all()                                        # deterministic for a seed
+    assert not plus[:, :30].any() and not plus[100:].any()              # never outside the box
+
+
+def test_min_cut_is_exact_on_a_chain():
+    """S -> 0 -> 1 -> 2 -> T as terminal links and pairs: the cheapest cut is the weakest pair."""
+    source = np.array([1000, 0, 0])
+    sink = np.array([0, 0, 1000])
+    pairs = [(np.array([0, 1]), np.array([1, 2]), np.array([5.0, 0.3]))]      # cut 1-2 (30) < 0-1 (500)
+    assert min_cut(source, sink, pairs).tolist() == [True, True, False]
+    pairs = [(np.array([0, 1]), np.array([1, 2]), np.array([0.3, 5.0]))]
+    assert min_cut(source, sink, pairs).tolist() == [True, False, False]
+
+
+def test_pairs_across_a_boundary_are_cheap():
+    """One boundary column in a 20-column map (about a tenth of the pairs touch it, as in photos)."""
+    edges = np.zeros((4, 20), np.float32)
+    edges[:, 10] = 1.0
+    (p, q, w), *_ = pairwise_weights(edges)                            # horizontal pairs first
+    across = w[(p % 20 == 9) | (p % 20 == 10)]
+    inside = w[(p % 20 == 0)]
+    assert across.max() < 0.05 * inside.min() and np.allclose(inside, 50.0)
+
+
+def test_grabcut_plus_through_the_cli(invoke, voc_root, fake_weights):  # noqa: F811
+    path, _ = fake_weights
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    missing = invoke("grabcut", "--split", "train", "--pairwise", "edges", env=env)
+    assert missing.exit_code != 0 and "edges" in missing.output
+    assert invoke("edges", "--split", "train", "--weights", path, env=env).exit_code == 0
+    result = invoke("grabcut", "--split", "train", "--pairwise", "edges", env=env)
+    assert result.exit_code == 0, result.output
+    reference = invoke("grabcut", "--split", "train", "--pairwise", "edges", "--reference", env=env)
+    assert reference.exit_code != 0 and "--pairwise" in reference.output, reference.output
