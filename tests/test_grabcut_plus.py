@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from pseudolabel.algorithms.grabcut import GrabCutParams, grabcut_object
 from pseudolabel.algorithms.grabcut_plus import min_cut, pairwise_weights
-
-from .test_edges import fake_weights  # noqa: F401  (fixture)
 
 
 def camouflage(seed=0):
@@ -62,7 +59,7 @@ def test_pairs_across_a_boundary_are_cheap():
     assert across.max() < 0.05 * inside.min() and np.allclose(inside, 50.0)
 
 
-def test_grabcut_plus_through_the_cli(invoke, voc_root, fake_weights):  # noqa: F811
+def test_grabcut_plus_through_the_cli(invoke, voc_root, fake_weights):
     path, _ = fake_weights
     env = {"PSEUDOLABEL_DATA": str(voc_root)}
     missing = invoke("grabcut", "--split", "train", "--pairwise", "edges", env=env)

@@ -9,6 +9,7 @@ from scipy.io import savemat
 from pseudolabel.catalog import (edge_file, load_object_gt, mcg_file, open_dataset, read_edge_map,
                                  read_mcg_proposals)
 from pseudolabel.classes import IGNORE, VOC_CLASSES
+from pseudolabel.labels import box_masks
 from pseudolabel.errors import DataError, StoreError
 from pseudolabel.evaluate import AREA_BINS, Overlap, _breakdown, best_overlaps, instance_classes
 from pseudolabel.runner import run_stage
@@ -216,6 +217,16 @@ def test_refine_recovers_instances_and_fuse_marks_disagreement(voc_root, tmp_pat
         agree = (a == b) & (a != IGNORE)
         assert (f[agree] == a[agree]).all() and (f[~agree] == IGNORE).all()
     assert miou("fuse")["coverage"] < 1.0
+
+    # M∩G+: inside the boxes only agreed foreground, the rest of each box 255; outside, background
+    result = invoke("fuse", "--split", "trainval", "--sources", "boxes,refine", "--rule", "intersect", env=env)
+    assert result.exit_code == 0, result.output
+    sdi = LabelStore(tmp_path / "cache" / "VOC2012" / "trainval" / "fuse.h5")
+    for image_id in sdi.ids:
+        a, b, f = boxes[image_id].label, store[image_id].label, sdi[image_id].label
+        inside = box_masks(boxes[image_id].boxes, a.shape).any(axis=0)
+        keep = inside & (a == b) & (a != 0) & (a != IGNORE)
+        assert (f[keep] == a[keep]).all() and (f[inside & ~keep] == IGNORE).all() and (f[~inside] == 0).all()
 
 
 def test_refine_needs_its_inputs(voc_root, tmp_path):

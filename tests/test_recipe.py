@@ -37,10 +37,22 @@ def ran(output: str) -> list[str]:
     return [s["step"] for s in json.loads(output[output.index("[\n  {"):]) if not s["skipped"]]
 
 
-@pytest.mark.parametrize("name", ["box2seg", "bbam"])
+@pytest.mark.parametrize("name", ["box2seg", "bbam", "sdi", "sdi_plain"])
 def test_shipped_recipes_load(name):
     recipe = load_recipe(PIPELINES / f"{name}.toml")
     assert recipe.name == name and recipe.steps[-1].kind == "export"
+
+
+def test_sdi_recipe_end_to_end(invoke, voc_root, tmp_path, fake_weights):
+    """M∩G+ through the shipped recipe (HED with random weights: the steps, not the quality)."""
+    args = ["run", PIPELINES / "sdi.toml", "--data-root", voc_root, "--cache", tmp_path / "c", "--json",
+            "--set", f"edges.weights='{fake_weights[0]}'"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert ran(first.output) == ["edges", "grabcut", "proposals", "refine", "fuse", "export fuse"]
+    from pseudolabel.store import LabelStore
+    fused = LabelStore(tmp_path / "c" / "VOC2012" / "train" / "fuse.h5")
+    assert fused.config["rule"] == "intersect" and len(fused) == 6
 
 
 def test_box2seg_recipe_end_to_end_then_nothing_to_do(invoke, voc_root, tmp_path):

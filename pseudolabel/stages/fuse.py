@@ -1,8 +1,9 @@
 """The ``fuse`` stage: agreement of several label stores (Simple Does It's M∩G+ idea).
 
 Per pixel: where every source gives the same class (background included), that class stands;
-where they disagree, or any source ignores the pixel, it becomes 255. Per object: the
-intersection of the sources' masks.
+where they disagree, or any source ignores the pixel, it becomes 255 (``--rule agree``). With
+``--rule intersect`` (M∩G+), box pixels that are not agreed foreground are 255 too and everything
+outside the boxes is background. Per object: the intersection of the sources' masks.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..classes import IGNORE
-from ..config import Checked, OptionError
+from ..config import Checked, OptionError, option
 from ..errors import DataError
+from ..labels import box_masks
 from ..records import ImageRecord
 from ..results import StageResult
 from .base import Stage
@@ -22,6 +24,10 @@ from .base import Stage
 class FuseConfig(Checked):
     sources: str = "grabcut,refine"
     """Comma-separated stages whose label stores are fused (at least two, all finished)."""
+    rule: str = option("agree", choices=("agree", "intersect"), since="0.2")
+    """agree: every pixel where the sources agree keeps its class (background included), the rest
+    255. intersect: Simple Does It's M∩G+: inside the boxes only the pixels that every source
+    gives the same class keep it and the rest of each box is 255; outside the boxes background."""
 
     def validate(self) -> None:
         names = self.source_names()
@@ -50,6 +56,9 @@ def process_image(record: ImageRecord, image, config: FuseConfig, inputs: dict) 
     for s in samples[1:]:
         agree &= s.label == first
     label = np.where(agree & (first != IGNORE), first, IGNORE).astype(np.uint8)
+    if config.rule == "intersect":
+        inside = box_masks(boxes, first.shape).any(axis=0)
+        label = np.where(inside, np.where(label == 0, IGNORE, label), 0).astype(np.uint8)
     masks = np.logical_and.reduce([s.masks for s in samples])
     return StageResult(label=label, masks=masks, counts={"pixels_disagreeing": int((~agree).sum())})
 
