@@ -145,6 +145,22 @@ def main() -> int:
         print(f"{label} tree: {n} ids, {trees[label][2]} boxes, linked in {time.perf_counter() - start:.1f} s",
               file=sys.stderr)
     rows = []
+    full_n = args.images
+
+    def save(complete: bool) -> dict:
+        """The results so far (written after every stage, so a run cut short still leaves its rows)."""
+        for row in rows:
+            if row["tree"] == "sample" and row["stage"].split()[0] in ("proposals", "refine") or \
+                    row["stage"] == "fuse --sources grabcut,refine":
+                row["projected_wall_s_for_full"] = round(row["wall_s"] * full_n / row["images"], 1)
+        result = {"images_full": full_n, "images_sample": args.sample, "boxes_full": trees["full"][2],
+                  "boxes_sample": trees["sample"][2], "jobs": args.jobs, "cpu_count": os.cpu_count(),
+                  "data_root": str(src), "complete": complete, "rows": rows}
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
     for label, names in (("sample", ("boxes", "grabcut", "proposals", "refine")), ("full", ("boxes", "grabcut"))):
         tree, n, boxes = trees[label]
         cache = work / f"cache-{label}"
@@ -153,21 +169,13 @@ def main() -> int:
         print(f"{label}:", file=sys.stderr)
         for name in names:
             rows.append({"tree": label, **stage(name, tree, cache, args.jobs, boxes, n)})
+            save(False)
         extra = ("--sources", "grabcut,refine") if label == "sample" else ("--sources", "grabcut,boxes")
         rows.append({"tree": label, **stage("fuse", tree, cache, args.jobs, boxes, n, *extra)})
+        save(False)
         if label == "full":
             rows.append({"tree": label, **export(tree, cache, n)})
-    full_n = args.images
-    for row in rows:
-        if row["tree"] == "sample" and row["stage"].split()[0] in ("proposals", "refine") or \
-                row["stage"] == "fuse --sources grabcut,refine":
-            row["projected_wall_s_for_full"] = round(row["wall_s"] * full_n / row["images"], 1)
-    result = {"images_full": full_n, "images_sample": args.sample, "boxes_full": trees["full"][2],
-              "boxes_sample": trees["sample"][2], "jobs": args.jobs, "cpu_count": os.cpu_count(),
-              "data_root": str(src), "rows": rows}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    result = save(True)
     print(json.dumps(result, indent=2))
     return 0
 
