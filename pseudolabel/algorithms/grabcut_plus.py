@@ -85,11 +85,17 @@ def _pairs(h: int, w: int):
 
 
 def pairwise_weights(edges: np.ndarray, gamma: float = GAMMA):
-    """``[(p, q, w)]``: the grid's pairs with their weights from the boundary map ``edges``."""
-    h, w = edges.shape
-    e = edges.ravel().astype(np.float64)
+    """``[(p, q, w)]``: the grid's pairs with their weights from the boundary map ``edges`` ((h, w),
+    GrabCut+), or from colour contrast when ``edges`` is an (h, w, 3) image (GrabCut's own term:
+    ``||z_p - z_q||^2`` in place of ``max(E_p, E_q)^2``)."""
+    h, w = edges.shape[:2]
     pairs = _pairs(h, w)
-    diffs = [np.maximum(e[p], e[q]) ** 2 for p, q, _ in pairs]
+    if edges.ndim == 3:
+        z = edges.reshape(h * w, -1).astype(np.float64)
+        diffs = [((z[p] - z[q]) ** 2).sum(1) for p, q, _ in pairs]
+    else:
+        e = edges.ravel().astype(np.float64)
+        diffs = [np.maximum(e[p], e[q]) ** 2 for p, q, _ in pairs]
     mean = float(np.mean(np.concatenate(diffs))) if diffs else 0.0
     beta = 1.0 / (2.0 * mean) if mean > 0 else 0.0
     return [(p, q, gamma / d * np.exp(-beta * diff)) for (p, q, d), diff in zip(pairs, diffs)]
@@ -125,9 +131,10 @@ def min_cut(source_caps: np.ndarray, sink_caps: np.ndarray, pairs) -> np.ndarray
 
 def grabcut_edges(window: np.ndarray, edges: np.ndarray, rect: tuple[int, int, int, int], iterations: int,
                   seed: int = 0, gamma: float = GAMMA) -> np.ndarray:
-    """(h, w) bool foreground of GrabCut+ on ``window`` ((h, w, C) colours) with boundary map
-    ``edges`` ((h, w) in [0, 1]), rectangle ``rect`` = (x, y, w, h): pixels outside it are
-    background, inside it unknown (OpenCV's ``GC_INIT_WITH_RECT``)."""
+    """(h, w) bool foreground of GrabCut+ on ``window`` ((h, w, C) colours, or any C features: the
+    GMMs are over whatever the channels are) with the pairwise term of ``edges`` ((h, w) boundary
+    map in [0, 1], or an (h, w, 3) image for GrabCut's colour-contrast term), rectangle ``rect`` =
+    (x, y, w, h): pixels outside it are background, inside it unknown (``GC_INIT_WITH_RECT``)."""
     h, w = window.shape[:2]
     x = window.reshape(h * w, -1).astype(np.float64)
     rx, ry, rw, rh = rect

