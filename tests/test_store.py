@@ -166,3 +166,21 @@ def test_photos_of_different_sizes_batch_with_collate_padded(tmp_path):
         assert torch.equal(batch["boxes"][b], item["boxes"])
     with pytest.raises(ValueError, match="empty batch"):
         collate_padded([])
+
+
+def test_readers_and_the_writer_bound_hdf5s_metadata_cache(boxes_store, tmp_path):
+    """A pass over a store touches every image's group once; HDF5's default metadata cache kept
+    them all (a train_aug export grew to 485 MiB). Readers, the index and the writer bound it."""
+    import h5py
+
+    from pseudolabel.store.index import open_checked
+    from pseudolabel.store.schema import METADATA_CACHE_BYTES, small_metadata_cache
+
+    store = LabelStore(boxes_store)
+    store[0]
+    assert store._handle().id.get_mdc_config().max_size == METADATA_CACHE_BYTES
+    with open_checked(boxes_store) as f:
+        assert f.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        assert f.id.get_mdc_config().max_size > METADATA_CACHE_BYTES        # HDF5's default is larger
+        assert small_metadata_cache(f).id.get_mdc_config().max_size == METADATA_CACHE_BYTES

@@ -15,7 +15,7 @@ from ..errors import StoreError
 from ..layout import journal_dir
 from .entry import Entry
 from .journal import Journal
-from .schema import (EDGE_FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
+from .schema import (EDGE_FORMAT_NAME, FORMAT_VERSIONS, small_metadata_cache, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
                      READABLE_VERSIONS, decode_str, index_checksum, read_meta)
 
 H5_ERRORS = (Exception,)
@@ -43,7 +43,7 @@ def open_checked(path: str | os.PathLike, format_name: str | None = None) -> h5p
     None), version and completion."""
     path = Path(path)
     try:
-        f = h5py.File(path, "r")
+        f = small_metadata_cache(h5py.File(path, "r"))
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
     try:

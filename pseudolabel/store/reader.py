@@ -23,7 +23,7 @@ from ..layout import journal_dir
 from .entry import decoded, unpack_membership
 from .index import StoreIndex, open_checked, read_entry, require_store
 from .journal import Journal
-from .schema import EDGE_FORMAT_NAME, FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta
+from .schema import EDGE_FORMAT_NAME, FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta, small_metadata_cache
 
 
 @dataclass
@@ -96,7 +96,7 @@ class _Store:
 
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+            self._file = small_metadata_cache(h5py.File(self.path, "r"))
             self._pid = os.getpid()
         return self._file
 

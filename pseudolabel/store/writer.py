@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layout import tmp_path
 from .entry import Entry
-from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, STR, index_checksum
+from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, STR, index_checksum, small_metadata_cache
 
 
 def write_store(store: str | os.PathLike, meta: dict[str, Any], ids: list[str],
@@ -60,6 +60,7 @@ def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[t
     checksums = np.zeros(n, dtype=np.uint32)
     position = {image_id: i for i, image_id in enumerate(ids)}
     with h5py.File(path, "w", libver=("earliest", "latest")) as f:
+        small_metadata_cache(f)
         images = f.create_group(IMAGES)
         for image_id, entry, error in entries:
             i = position[image_id]
