@@ -357,3 +357,20 @@ def test_ctrl_c_says_how_to_resume(invoke, voc_root, monkeypatch):
     result = invoke("boxes", "--data-root", voc_root)
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert "interrupted: finished images are kept; rerun the same command to resume" in result.output
+
+
+def test_a_task_that_reaches_a_worker_after_the_run_died_is_not_started(tmp_path):
+    """The race behind an occasional hang of the test above: a task already in a worker's pipe is
+    read after the run was killed. The worker, no longer the run's child, exits at once."""
+    import subprocess
+    import sys
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                                   # a process that has died
+    script = (f"from pseudolabel.runner.executors import _watch_parent\n"
+              f"_watch_parent({gone.pid})\nprint('started the image')\n")
+    orphan = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert orphan.returncode == 1 and "started the image" not in orphan.stdout
+    script = ("from pseudolabel.runner.executors import _watch_parent\n"
+              "_watch_parent(1)\nprint('started the image')\n")     # pid 1: alive, and not its parent
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0 and "started the image" in other.stdout

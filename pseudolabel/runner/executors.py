@@ -13,6 +13,7 @@ written in split order). Several GPUs are not an executor but several runs (``de
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import re
 import threading
 import time
@@ -63,11 +64,35 @@ class Serial:
 _WATCHING: list[int] = []
 
 
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has died (exited, or a zombie not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:                      # no /proc: ask the kernel (a zombie then counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
 def _watch_parent(parent: int) -> None:
     """In a worker process: exit at once when ``parent`` (the run's process) is gone, so a run
     killed with SIGKILL leaves no worker behind finishing a long image for nobody. Its children
-    are re-parented the moment it dies, zombie or not, so ``getppid`` tells."""
-    if _WATCHING or os.getpid() == parent or os.getppid() != parent:
+    are re-parented the moment it dies, zombie or not, so ``getppid`` tells. A task can still
+    reach a worker after the run died (it was already in the worker's pipe): then the worker is
+    no longer the run's child and the run is gone, and it exits before starting the image. A
+    worker that was never the run's child (another joblib backend) is left alone."""
+    if _WATCHING or os.getpid() == parent:
+        return
+    if os.getppid() != parent:
+        if _gone(parent):
+            os._exit(1)
         return
     _WATCHING.append(parent)
 
