@@ -82,7 +82,6 @@ def test_real_weights_find_the_boundaries_of_a_shipped_photo():
 
 
 @NEEDS_WHEEL
-@pytest.mark.skipif(not shared("coco128-voc-dev").exists(), reason="../shared/data/coco128-voc-dev not present")
 def test_real_weights_answer_on_human_outlines():
     """On real photos with human masks: HED is more than twice as strong within 2 px of the instance
     outlines than away from them."""

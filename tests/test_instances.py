@@ -99,7 +99,6 @@ def test_evaluate_reports_each_image_and_lists_the_worst(invoke, voc_root):
     assert listed == [r["image_id"] for r in worst]                   # 8 images: all of them, worst first
 
 
-@pytest.mark.skipif(not shared("voc2012-mini3").exists(), reason="../shared/data/voc2012-mini3 not present")
 def test_real_voc_objects_pair_with_their_instances(invoke, tmp_path):
     root = shared("voc2012-mini3")
     env = {"PSEUDOLABEL_DATA": str(root)}
