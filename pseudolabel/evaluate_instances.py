@@ -30,6 +30,7 @@ from .catalog import Dataset, load_class_gt, load_object_gt
 from .classes import IGNORE, NUM_CLASSES, VOC_CLASSES
 from .errors import DataError, StoreError
 from .evaluate import AREA_BINS, instance_classes
+from .export.coco import encode
 from .progress import Progress
 from .records import BadRecord
 from .store.reader import LabelStore
@@ -59,7 +60,7 @@ def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progr
     from pycocotools import mask as mask_utils
 
     records = {r.image_id: r for r in dataset.records(split)}
-    rows = []                     # (image, instance value, class, area, iou)
+    rows = []                     # (class, area, iou) of every ground-truth instance
     gt_anns, dt_anns, images = [], [], []
     mismatches = unpaired = unscored = 0
     bar = Progress(len(store.all_ids), f"evaluate --instances {store.stage} [{split}]", enabled=progress)
@@ -92,9 +93,10 @@ def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progr
         for value in (int(v) for v in np.unique(instances) if v not in (0, IGNORE)):
             gt = instances == value
             area = int(gt.sum())
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": n, "category_id": int(of[value]) or 0,
-                            "segmentation": _rle(mask_utils, gt), "area": area, "iscrowd": 0,
-                            "bbox": [float(v) for v in mask_utils.toBbox(_rle(mask_utils, gt))]})
+            rle = encode(gt)
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": n, "category_id": int(of[value]),
+                            "segmentation": rle, "area": area, "iscrowd": 0,
+                            "bbox": [float(v) for v in mask_utils.toBbox(rle)]})
             k = pairs.get(value)
             if k is None:
                 unpaired += not failed
@@ -108,7 +110,7 @@ def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progr
             for k, mask in enumerate(sample.masks):
                 if mask.any():
                     dt_anns.append({"id": len(dt_anns) + 1, "image_id": n, "category_id": int(sample.classes[k]),
-                                    "segmentation": _rle(mask_utils, mask), "score": 1.0,
+                                    "segmentation": encode(mask), "score": 1.0,
                                     "area": int(mask.sum())})
         bar.update()
     bar.close()
@@ -127,14 +129,12 @@ def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progr
     return report
 
 
-def _rle(mask_utils, mask: np.ndarray) -> dict:
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-
-
 def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dict[str, float | None]:
     """COCO mask AP, AP50, AP75 (percent) of detections ``dt_anns`` against ``gt_anns``."""
     if not gt_anns:
         return {"ap": None, "ap50": None, "ap75": None}
+    if not dt_anns:
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -144,10 +144,7 @@ def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dic
         gt.dataset = {"images": images, "annotations": gt_anns,
                       "categories": [{"id": c, "name": VOC_CLASSES[c]} for c in range(1, NUM_CLASSES)]}
         gt.createIndex()
-        dt = gt.loadRes(dt_anns) if dt_anns else None
-        if dt is None:
-            return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
-        ev = COCOeval(gt, dt, iouType="segm")
+        ev = COCOeval(gt, gt.loadRes(dt_anns), iouType="segm")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

@@ -101,16 +101,21 @@ def build_hed():
             self.sides = nn.ModuleList(nn.Conv2d(c, 1, 1) for c, _ in BLOCKS)
             self.fuse = nn.Conv2d(5, 1, 1)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """(B, 3, H, W) BGR minus the means -> (B, 1, H, W) edge probabilities."""
-            h, w = x.shape[-2:]
-            sides = []
-            for b, block in enumerate(self.blocks):
+        def block_outputs(self, x: torch.Tensor, blocks: int = len(BLOCKS)):
+            """The VGG16 activations at the end of each of the first ``blocks`` blocks, in turn."""
+            for b, block in enumerate(self.blocks[:blocks]):
                 if b:
                     x = F.max_pool2d(x, 2, 2, ceil_mode=True)
                 for conv in block:
                     x = F.relu(conv(x))
-                side = self.sides[b](x)
+                yield x
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """(B, 3, H, W) BGR minus the means -> (B, 1, H, W) edge probabilities."""
+            h, w = x.shape[-2:]
+            sides = []
+            for b, out in enumerate(self.block_outputs(x)):
+                side = self.sides[b](out)
                 if b:
                     side = F.interpolate(side, size=(h, w), mode="bilinear", align_corners=False)
                 sides.append(side)
@@ -160,17 +165,12 @@ def vgg_features(model, image: np.ndarray, dims: int = 3, device: str = "cpu") -
     Colour models for GrabCut in feature space."""
     import cv2
     import torch
-    import torch.nn.functional as F
 
     h, w = np.asarray(image).shape[:2]
     out = []
     with torch.inference_mode():
         x = torch.from_numpy(preprocess(image))[None].to(device)
-        for b, block in enumerate(model.blocks[:4]):
-            if b:
-                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-            for conv in block:
-                x = F.relu(conv(x))
+        for b, x in enumerate(model.block_outputs(x, blocks=4)):
             if b >= 2:                                   # conv3_3, conv4_3
                 f = x[0].flatten(1).T.double().cpu().numpy()
                 f = f - f.mean(0)
