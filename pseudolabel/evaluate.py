@@ -137,12 +137,15 @@ class Evaluation:
 
 
 def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True,
-                   log: Callable[[str], None] = lambda s: None, per_image: bool = False) -> Evaluation:
+                   log: Callable[[str], None] = lambda s: None, per_image: bool = False,
+                   visit: Callable[[Any], None] | None = None) -> Evaluation:
     """Score a finished store against the split's ground truth. Images that the run recorded
     as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing;
     that includes images whose annotation could not be read, whenever their ground truth can
     (those without are counted in ``unscored_images``). A store made from another data folder
-    is refused. ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`)."""
+    is refused. ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`).
+    ``visit``: called with every labelled image's sample as it is read (one pass over the store for
+    callers that need more of each sample than its label)."""
     made_from = store.meta.get("dataset_root")
     if made_from is not None and made_from != str(dataset.root):
         raise StoreError(f"{store.path}: made from the data at {made_from}, not {dataset.root}; evaluate it "
@@ -166,7 +169,10 @@ def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress:
         if image_id in store.failed:
             pred = np.full(gt.shape, IGNORE, dtype=np.uint8)
         else:
-            pred = store[image_id].label
+            sample = store[image_id]
+            if visit is not None:
+                visit(sample)
+            pred = sample.label
             if pred.shape != gt.shape:
                 raise DataError(record.class_gt_path, f"ground truth is {gt.shape[1]}x{gt.shape[0]} "
                                                       f"but the pseudo label is {pred.shape[1]}x{pred.shape[0]}", image_id)

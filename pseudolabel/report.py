@@ -48,25 +48,24 @@ class StageFigures:
 
 
 def _stage_figures(name: str, store: LabelStore, dataset: Dataset, split: str, progress: bool) -> StageFigures:
-    report = evaluate_store(store, dataset, split, progress=progress).report
+    """Scores, filling rates and flag counts of one store, in one pass over it."""
     rates = {c: [] for c in range(1, NUM_CLASSES)}
     flags: dict[str, int] = {}
-    objects = 0
-    bar = Progress(len(store), f"report: {name} flags and filling rates", enabled=progress)
-    for i in range(len(store)):
-        s = store.read(i, masks=False)
+    objects = [0]
+
+    def visit(s) -> None:
         for c in np.unique(s.classes):
             if np.isfinite(s.filling_rate[c]):
                 rates[int(c)].append(float(s.filling_rate[c]))
-        objects += len(s.classes)
+        objects[0] += len(s.classes)
         for key, value in s.objects.items():
             if key.startswith(("guard_", "status_", "loose_status_")):
                 flags[key] = flags.get(key, 0) + int(np.count_nonzero(value))
-        bar.update()
-    bar.close()
+
+    report = evaluate_store(store, dataset, split, progress=progress, visit=visit).report
     filling = {VOC_CLASSES[c]: {"mean": float(np.mean(v)), "median": float(np.median(v)), "images": len(v)}
                for c, v in rates.items() if v}
-    return StageFigures(name, store, report, filling, flags, objects)
+    return StageFigures(name, store, report, filling, flags, objects[0])
 
 
 def _bars(path: Path, title: str, ylabel: str, series: dict[str, dict[str, float | None]], classes: list[str]) -> None:
@@ -153,10 +152,7 @@ def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages:
         if not path.exists():
             raise ConfigError(f"report: no {name} store for split '{split}' of {dataset.name} under {cache} "
                               f"({path}); run `pseudolabel {name} --split {split}` first")
-        store = LabelStore(path)
-        if store.meta.get("format") and store.meta.get("stage") != name:
-            raise ConfigError(f"report: {path} is a {store.meta.get('stage')} store, not {name}")
-        figures.append(_stage_figures(name, store, dataset, split, progress))
+        figures.append(_stage_figures(name, LabelStore(path), dataset, split, progress))
     out = Path(out) if out is not None else root.report_dir(dataset.name, split)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
 
@@ -168,6 +164,7 @@ def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages:
           "filling rate", {f.name: {c: v["mean"] for c, v in f.filling.items()} for f in figures}, fill_classes)
 
     picks = _examples(figures[-1].report["per_image"], examples)
+    miou = {f.name: {p["image_id"]: p["miou"] for p in f.report["per_image"]} for f in figures}
     shown = set()
     blocks = []
     bar = Progress(len(picks), "report: overlays", enabled=progress)
@@ -177,8 +174,7 @@ def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages:
             _overlay(figures, image_id, SMALL).save(out / "overlays" / f"{image_id}.png")
             _overlay(figures, image_id, LARGE).save(out / "overlays" / f"{image_id}_large.png")
             shown |= set(figures[0].store[image_id].classes.tolist())
-            scores = ", ".join(f"{f.name} {_f(next((p['miou'] for p in f.report['per_image'] if p['image_id'] == image_id), None))}"
-                               for f in figures)
+            scores = ", ".join(f"{f.name} {_f(miou[f.name].get(image_id))}" for f in figures)
             blocks.append(f'<div class="ex"><p><b>{which}</b> {html.escape(image_id)}: mIoU {html.escape(scores)}</p>'
                           f'<a href="overlays/{html.escape(image_id)}_large.png">'
                           f'<img src="overlays/{html.escape(image_id)}.png" alt="{html.escape(image_id)}"></a></div>')
