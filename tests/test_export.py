@@ -144,3 +144,15 @@ def test_recipe_export_formats(invoke, voc_root, tmp_path):
     recipe.write_text('[[step]]\nstage = "boxes"\n\n[[step]]\nexport = "boxes"\nformat = "jpeg"\n')
     bad = invoke("run", recipe, "--data-root", voc_root, "--split", "train")
     assert bad.exit_code != 0 and "format must be one of png, coco, yolo, got 'jpeg'" in bad.output
+
+
+@pytest.mark.parametrize("fmt", ["png", "coco", "yolo"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(invoke, voc_root, tmp_path, fmt):
+    env = {"PSEUDOLABEL_DATA": str(voc_root)}
+    assert invoke("boxes", "--split", "train", env=env).exit_code == 0
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = invoke("export", "--stage", "boxes", "--split", "train", "--format", fmt, "--out", blocker / "out",
+                    env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "a-file/out" in result.output and "Not a directory" in result.output

@@ -11,8 +11,8 @@ from ..errors import PseudolabelError
 
 
 class Group(click.Group):
-    """Reports the package's own errors as one line (``Error: <file>: <problem>``), exit 1,
-    without a traceback; Ctrl-C says how to resume. Stage commands are made on demand from
+    """Reports the package's own errors, and the system's about files (a folder that cannot be
+    written), as one line (``Error: <file>: <problem>``), exit 1, without a traceback; Ctrl-C says how to resume. Stage commands are made on demand from
     the stage registry (see :mod:`.stages`)."""
 
     LAZY = {"train-detector": "train_detector"}
@@ -65,6 +65,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except PseudolabelError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:     # an output folder that cannot be made or written: one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished images are kept; rerun the same command to resume",
                        err=True)
