@@ -63,16 +63,6 @@ def build_demo_dataset(root: str | os.PathLike) -> Path:
     return root
 
 
-def _proposal_tile(photo: np.ndarray, superpixels: np.ndarray, size) -> Image.Image:
-    """The photo with the finest partition's boundaries drawn in yellow."""
-    edges = np.zeros(superpixels.shape, dtype=bool)
-    edges[:, 1:] |= superpixels[:, 1:] != superpixels[:, :-1]
-    edges[1:, :] |= superpixels[1:, :] != superpixels[:-1, :]
-    tile = photo.copy()
-    tile[edges] = (255, 230, 0)
-    return Image.fromarray(tile).resize(size, Image.BILINEAR)
-
-
 def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Path:
     """One row per photo: the photo with its boxes, then each stage's labels over it (see
     :mod:`pseudolabel.overlay`); proposal stores show their finest partition, edge stores their
@@ -88,7 +78,7 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
         classes |= set(sample.classes.tolist())
         for name, store in stores.items():
             if isinstance(store, ProposalStore):
-                tile = _proposal_tile(photo, store[image_id].superpixels, size)
+                tile = overlay.partition_tile(photo, store[image_id].superpixels, size)
             elif isinstance(store, EdgeStore):
                 tile = Image.fromarray((255 * store[image_id].edges).astype(np.uint8)).convert("RGB").resize(size)
             else:

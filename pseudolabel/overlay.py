@@ -36,10 +36,17 @@ def hatch(shape: tuple[int, int], period: int = 8) -> np.ndarray:
     return ((xx + yy) // (period // 2)) % 2 == 0
 
 
-def _edges(label: np.ndarray) -> np.ndarray:
+def boundaries(label: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose left or upper neighbour has another value."""
     e = np.zeros(label.shape, bool)
     e[:, 1:] |= label[:, 1:] != label[:, :-1]
     e[1:] |= label[1:] != label[:-1]
+    return e
+
+
+def _edges(label: np.ndarray) -> np.ndarray:
+    """:func:`boundaries` two pixels wide (also the right and lower neighbour)."""
+    e = boundaries(label)
     e[:, :-1] |= e[:, 1:].copy()
     e[:-1] |= e[1:].copy()
     return e
@@ -80,6 +87,13 @@ def boxes_tile(photo: np.ndarray, boxes, classes, size: tuple[int, int] | None =
         draw.rectangle(rect, outline=colour, width=width)
         text(draw, (rect[0] + width + 3, rect[1] + width + 1), VOC_CLASSES[int(c)], max(12, image.height // 18))
     return image
+
+
+def partition_tile(photo: np.ndarray, partition: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """The photo with the boundaries of ``partition`` (e.g. superpixels) drawn in yellow."""
+    tile = photo.copy()
+    tile[boundaries(partition)] = (255, 230, 0)
+    return Image.fromarray(tile).resize(size, Image.BILINEAR)
 
 
 def caption(tile: Image.Image, words: str) -> Image.Image:
