@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pseudolabel import __version__  # noqa: E402
 from pseudolabel.catalog import load_image, open_dataset  # noqa: E402
-from pseudolabel.detector import Detector  # noqa: E402
+from pseudolabel.models.detector import Detector  # noqa: E402
 from pseudolabel.stages.bbam import BBAMConfig, process_with  # noqa: E402
 
 BOXES_TRAIN_AUG = 25_000

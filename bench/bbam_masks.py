@@ -33,8 +33,8 @@ from pseudolabel.algorithms.bbam_masks import bbam_label, crop_masks, published_
 from pseudolabel.algorithms.bbam_params import BBAMParams  # noqa: E402
 from pseudolabel.algorithms.densecrf import dense_crf, dense_crf_batch  # noqa: E402
 from pseudolabel.catalog import load_class_gt, load_image, load_object_gt, open_dataset  # noqa: E402
-from pseudolabel.evaluate import confusion_matrix, scores  # noqa: E402
-from pseudolabel.records import ImageRecord  # noqa: E402
+from pseudolabel.evaluation.semantic import confusion_matrix, scores  # noqa: E402
+from pseudolabel.core.records import ImageRecord  # noqa: E402
 from tests.bbam_published import final_masks, simulated_map  # noqa: E402
 
 

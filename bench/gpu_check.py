@@ -44,10 +44,10 @@ from bbam import bench_detector, iou  # noqa: E402
 
 from pseudolabel import __version__  # noqa: E402
 from pseudolabel.catalog import load_image, open_dataset  # noqa: E402
-from pseudolabel.detector import Detector, default_weights  # noqa: E402
-from pseudolabel.records import ImageRecord  # noqa: E402
+from pseudolabel.models.detector import Detector, default_weights  # noqa: E402
+from pseudolabel.core.records import ImageRecord  # noqa: E402
 from pseudolabel.stages.bbam import BBAMConfig, process_many  # noqa: E402
-from pseudolabel.vocwrite import make_voc_folders, voc_xml, write_split  # noqa: E402
+from pseudolabel.catalog.vocwrite import make_voc_folders, voc_xml, write_split  # noqa: E402
 
 BOXES_TRAIN_AUG = 25_000
 

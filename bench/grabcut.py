@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.evaluate import evaluate_store
-from pseudolabel.layout import OutputRoot
+from pseudolabel.evaluation.semantic import evaluate_store
+from pseudolabel.core.output_root import OutputRoot
 from pseudolabel.store import LabelStore
 
 

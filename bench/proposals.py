@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from pseudolabel.catalog import load_object_gt, open_dataset
-from pseudolabel.evaluate import MIN_INSTANCE_BOX, evaluate_proposals, evaluate_store, miou_of, paired_bootstrap
-from pseudolabel.layout import OutputRoot
-from pseudolabel.records import BadRecord
-from pseudolabel.runner import run_stage
+from pseudolabel.evaluation.proposals import MIN_INSTANCE_BOX, evaluate_proposals
+from pseudolabel.evaluation.semantic import evaluate_store, miou_of, paired_bootstrap
+from pseudolabel.core.output_root import OutputRoot
+from pseudolabel.core.records import BadRecord
+from pseudolabel.runner import RunOptions, run
 from pseudolabel.stages import get_stage
 from pseudolabel.store import LabelStore, ProposalStore
 
@@ -78,8 +79,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="pseudolabel-bench-") as cache:
         start = time.perf_counter()
-        run_stage("proposals", dataset, args.split, cache, jobs=1, log=log,
-                  config=get_stage("proposals").config_class(edges=args.edges))
+        run("proposals", get_stage("proposals").config_class(edges=args.edges), dataset, args.split, cache, RunOptions(jobs=1), log=log)
         wall = time.perf_counter() - start
         prop = evaluate_proposals(ProposalStore(OutputRoot(cache).current(dataset.name, args.split, "proposals")),
                                   dataset, args.split, progress=False)
@@ -87,7 +87,7 @@ def main() -> int:
         labels, stores, matrices = {}, {}, {}
         for stage, config in (("boxes", None), ("grabcut", None), ("refine", None),
                               ("fuse", get_stage("fuse").config_class(sources="grabcut,refine"))):
-            summary = run_stage(stage, dataset, args.split, cache, config=config, jobs=args.jobs, log=log)
+            summary = run(stage, config, dataset, args.split, cache, RunOptions(jobs=args.jobs), log=log)
             result = evaluate_store(LabelStore(summary.store), dataset, args.split, progress=False, per_image=True)
             labels[stage], matrices[stage] = result.report, result.per_image
             image_ids = LabelStore(summary.store).all_ids

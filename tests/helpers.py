@@ -35,12 +35,12 @@ if os.environ.get("PSEUDOLABEL_TEST_CRASH") or os.environ.get("PSEUDOLABEL_TEST_
     awake = set(os.environ.get("PSEUDOLABEL_TEST_AWAKE", "").split(","))
     real = boxes.process_image
 
-    def process_image(record, image, config, inputs=None):
+    def process_image(record, image, config, inputs=None, context=None):
         if record.image_id in crash:
             os.kill(os.getpid(), signal.SIGKILL)
         if os.environ.get("PSEUDOLABEL_TEST_SLEEP") and record.image_id not in awake:
             time.sleep(float(os.environ["PSEUDOLABEL_TEST_SLEEP"]))
-        return real(record, image, config, inputs)
+        return real(record, image, config, inputs, context)
     stages.STAGES._loaded["boxes"] = dataclasses.replace(boxes.STAGE, process_image=process_image)
 '''
 

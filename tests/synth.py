@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 from scipy.io import savemat
 
-from pseudolabel.classes import voc_palette
-from pseudolabel.records import ObjectRecord
-from pseudolabel.vocwrite import make_voc_folders, voc_xml, write_split
+from pseudolabel.core.classes import voc_palette
+from pseudolabel.core.records import ObjectRecord
+from pseudolabel.catalog.vocwrite import make_voc_folders, voc_xml, write_split
 
 PALETTE = voc_palette().ravel().tolist()
 

@@ -1,6 +1,6 @@
 """BBAM: the detector adapter, positives, mask optimisation, maps to labels, the stage.
 
-The planted detector (``pseudolabel.toydetector``) scores "person" by the redness of the RoI,
+The planted detector (``pseudolabel.models.toydetector``) scores "person" by the redness of the RoI,
 so the true attribution of a red object's box is the red object."""
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from pseudolabel.algorithms.bbam import (BBAMParams, initial_mask, jitter_boxes,
 from pseudolabel.algorithms.bbam_masks import MASK_STATUSES, bbam_label, gaussian_blur, map_prior, published_masks
 from pseudolabel.algorithms.densecrf import dense_crf_batch
 from pseudolabel.catalog import open_dataset
-from pseudolabel.classes import IGNORE
-from pseudolabel.detector import (COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, read_checkpoint)
-from pseudolabel.errors import ConfigError
-from pseudolabel.records import ObjectRecord
-from pseudolabel.runner import merge_shards, run_stage
+from pseudolabel.core.classes import IGNORE
+from pseudolabel.models.detector import (COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, read_checkpoint)
+from pseudolabel.core.errors import ConfigError
+from pseudolabel.core.records import ObjectRecord
+from pseudolabel.runner import merge_shards, RunOptions, run
 from pseudolabel.stages.bbam import BBAMConfig
 from pseudolabel.store import LabelStore
-from pseudolabel.toydetector import toy_detector
-from pseudolabel.vocwrite import make_voc_folders, voc_xml, write_split
+from pseudolabel.models.toydetector import toy_detector
+from pseudolabel.catalog.vocwrite import make_voc_folders, voc_xml, write_split
 
 from .conftest import store_contents
 
@@ -346,7 +346,7 @@ def test_bbam_stage_store_and_planted_object(tmp_path):
     pytest.importorskip("pseudolabel.algorithms.densecrf")
     ds = open_dataset(make_red_tree(tmp_path / "voc"))
     cfg = BBAMConfig(weights="toy", **FAST)
-    store = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+    store = LabelStore(run("bbam", cfg, ds, "train", tmp_path / "c", progress=False).store,
                        load_masks=True)
     s = store["2012_000000"]
     assert s.maps.shape == s.masks.shape == s.planes["loose_masks"].shape == (1, 150, 200)
@@ -362,9 +362,9 @@ def test_bbam_shards_merge_to_the_single_process_store(tmp_path):
     pytest.importorskip("pseudolabel.algorithms.densecrf")
     ds = open_dataset(make_red_tree(tmp_path / "voc"))
     cfg = BBAMConfig(weights="toy", **FAST)
-    whole = run_stage("bbam", ds, "train", tmp_path / "a", config=cfg, progress=False).store
+    whole = run("bbam", cfg, ds, "train", tmp_path / "a", progress=False).store
     for i in range(2):
-        run_stage("bbam", ds, "train", tmp_path / "b", config=cfg, progress=False, shard=(i, 2))
+        run("bbam", cfg, ds, "train", tmp_path / "b", RunOptions(shard=(i, 2)), progress=False)
     assert store_contents(merge_shards("bbam", ds, "train", tmp_path / "b", 2)) == store_contents(whole)
 
 
@@ -395,8 +395,7 @@ def test_gpus_runs_one_process_per_device_merges_and_retries_on_the_first(tmp_pa
     result = invoke("bbam", *opts, "--retry-failed")
     assert result.exit_code == 0, result.output
     assert "failed images of" in result.output and "on the CPU" in result.output
-    whole = run_stage("bbam", open_dataset(root), "train", tmp_path / "one", progress=False,
-                      config=BBAMConfig(weights="toy", steps=10, num_jitter=50, min_size=128, max_size=256)).store
+    whole = run("bbam", BBAMConfig(weights="toy", steps=10, num_jitter=50, min_size=128, max_size=256), open_dataset(root), "train", tmp_path / "one", progress=False).store
     images = {k: v for k, v in store_contents(current).items() if k.startswith(("images", "index"))}
     assert images == {k: v for k, v in store_contents(whole).items() if k.startswith(("images", "index"))}
     again = invoke("bbam", *opts)
@@ -412,11 +411,10 @@ def test_refine_reads_bbam_masks_and_keeps_the_loose_band(tmp_path):
     from pseudolabel.stages import get_stage
     ds = open_dataset(make_red_tree(tmp_path / "voc"))
     cache = tmp_path / "c"
-    bbam = LabelStore(run_stage("bbam", ds, "train", cache, config=BBAMConfig(weights="toy", **FAST),
-                                progress=False).store, load_masks=True)
-    run_stage("proposals", ds, "train", cache, progress=False)
+    bbam = LabelStore(run("bbam", BBAMConfig(weights="toy", **FAST), ds, "train", cache, progress=False).store, load_masks=True)
+    run("proposals", None, ds, "train", cache, progress=False)
     cfg = get_stage("refine").config_class(source="bbam")
-    refined = LabelStore(run_stage("refine", ds, "train", cache, config=cfg, progress=False).store, load_masks=True)
+    refined = LabelStore(run("refine", cfg, ds, "train", cache, progress=False).store, load_masks=True)
     for image_id in refined.ids:
         r, b = refined[image_id], bbam[image_id]
         assert r.masks.shape == b.masks.shape == r.planes["loose_masks"].shape
@@ -432,7 +430,7 @@ def test_zero_steps_keeps_the_initial_masks_and_reports_no_loss(tmp_path):
     loss is NaN, and the store is complete."""
     ds = open_dataset(make_red_tree(tmp_path / "voc", n=1))
     cfg = BBAMConfig(weights="toy", **{**FAST, "steps": 0})
-    s = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+    s = LabelStore(run("bbam", cfg, ds, "train", tmp_path / "c", progress=False).store,
                    load_masks=True)["2012_000000"]
     assert s.objects["num_positives"][0] > 0 and np.isnan(s.objects["final_loss"][0])
     assert set(np.unique(s.maps[0]).round(3)) >= {0.0, 1.0}               # the 0/1 initialisation
@@ -446,11 +444,11 @@ def test_boxes_of_several_photos_share_batches_with_identical_results(tmp_path):
     """--batch-images 3: the three same-size photos are handed over together and their four
     boxes optimised in shared batches; every stored array equals the one-photo-at-a-time run."""
     ds = open_dataset(make_red_tree(tmp_path / "voc"))
-    one = run_stage("bbam", ds, "train", tmp_path / "a", config=BBAMConfig(weights="toy", **FAST), progress=False)
+    one = run("bbam", BBAMConfig(weights="toy", **FAST), ds, "train", tmp_path / "a", progress=False)
     cfg = BBAMConfig(weights="toy", batch_images=3, batch_boxes=4, **FAST)
-    many = run_stage("bbam", ds, "train", tmp_path / "b", config=cfg, progress=False)
+    many = run("bbam", cfg, ds, "train", tmp_path / "b", progress=False)
     assert _images_part(many.store) == _images_part(one.store)
-    again = run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, jobs=2, progress=False)
+    again = run("bbam", cfg, ds, "train", tmp_path / "c", RunOptions(jobs=2), progress=False)
     assert _images_part(again.store) == _images_part(one.store)
 
 
@@ -459,11 +457,10 @@ def test_a_bad_photo_in_a_batch_fails_alone(tmp_path):
     (root / "JPEGImages" / "2012_000001.jpg").write_bytes(b"not a jpeg")
     ds = open_dataset(root)
     cfg = BBAMConfig(weights="toy", batch_images=3, **FAST)
-    summary = run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, on_error="skip", progress=False)
+    summary = run("bbam", cfg, ds, "train", tmp_path / "c", RunOptions(on_error="skip"), progress=False)
     store = LabelStore(summary.store)
     assert summary.failed == 1 and "cannot decode image" in store.failed["2012_000001"]
-    alone = run_stage("bbam", ds, "train", tmp_path / "d", config=BBAMConfig(weights="toy", **FAST),
-                      on_error="skip", progress=False)
+    alone = run("bbam", BBAMConfig(weights="toy", **FAST), ds, "train", tmp_path / "d", RunOptions(on_error="skip"), progress=False)
     assert _images_part(summary.store) == _images_part(alone.store)
 
 
@@ -478,13 +475,13 @@ def test_image_groups_are_consecutive_same_size_runs():
 
 # -- the device, the jitter, amp -------------------------------------------------------------------
 def test_device_is_chosen_said_and_recorded_and_one_worker_runs_whatever_jobs(tmp_path, invoke, monkeypatch):
-    from pseudolabel import device as devices
+    from pseudolabel.models import device as devices
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert devices.resolve("auto") == "cpu" and devices.resolve("CPU") == "cpu"
+    assert devices.resolve("auto") == "cpu" and devices.resolve(RunOptions(device="CPU").device) == "cpu"
     with pytest.raises(ConfigError, match="--device cuda: torch sees no CUDA device"):
         devices.resolve("cuda")
-    with pytest.raises(ConfigError, match="expected one of auto, cpu, cuda"):
-        devices.resolve("tpu")
+    with pytest.raises(ConfigError, match="--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"):
+        RunOptions(device="tpu")
     root = make_red_tree(tmp_path / "voc", n=2)
     opts = ["--weights", "toy", "--steps", "2", "--num-jitter", "30", "--min-size", "128", "--max-size", "256"]
     result = invoke("bbam", "--data-root", root, "--cache", tmp_path / "c", "--jobs", "4", *opts)
@@ -498,13 +495,15 @@ def test_device_is_chosen_said_and_recorded_and_one_worker_runs_whatever_jobs(tm
 
 
 def test_recipe_steps_put_one_detector_per_device(tmp_path):
-    from pseudolabel.recipe import load_recipe
+    from pseudolabel.app.recipe import load_recipe
     path = tmp_path / "r.toml"
     path.write_text('jobs = 4\n[[step]]\nstage = "grabcut"\ndevice = "cuda"\n')
-    with pytest.raises(ConfigError, match="gpus and device are for stages that run a network"):
+    with pytest.raises(ConfigError, match="step 1 \\(stage grabcut\\): device is for stages that run a network"):
         load_recipe(path)
     path.write_text('jobs = 4\n[[step]]\nstage = "bbam"\ndevice = "cpu"\n[step.config]\nweights = "toy"\n')
-    assert load_recipe(path).steps[0].device == "cpu"
+    recipe = load_recipe(path)
+    assert recipe.step_options(recipe.steps[0]).device == "cpu"
+    assert recipe.step_options(recipe.steps[0], {"device": "cuda"}).device == "cuda"     # the command line wins
 
 
 def test_jitter_is_drawn_per_image_and_box():
@@ -519,7 +518,7 @@ def test_amp_runs_the_clean_targets_under_the_same_autocast(monkeypatch):
     """--amp: every detector pass, the clean ones that make the targets included, runs under autocast."""
     det = toy_detector("cpu", size=128)
     img, _ = red_scene(size=(100, 120), objects=((30, 20, 80, 70),))
-    from pseudolabel.records import ImageRecord
+    from pseudolabel.core.records import ImageRecord
     rec = ImageRecord("2012_000000", "x.jpg", 120, 100, (ObjectRecord(PERSON, (30, 20, 80, 70)),))
     seen = []
     head = type(det).head
@@ -576,7 +575,7 @@ def test_mask_rule_crop_is_kept_as_an_option(tmp_path):
     more of a good map: the planted object is found, statuses are recorded as for the default."""
     ds = open_dataset(make_red_tree(tmp_path / "voc", n=1))
     cfg = BBAMConfig(weights="toy", mask_rule="crop", **FAST)
-    s = LabelStore(run_stage("bbam", ds, "train", tmp_path / "c", config=cfg, progress=False).store,
+    s = LabelStore(run("bbam", cfg, ds, "train", tmp_path / "c", progress=False).store,
                    load_masks=True)["2012_000000"]
     _, gt = red_scene(seed=0, objects=((30, 20, 100, 90),))
     assert iou(s.masks[0], gt[0]) >= 0.7 and s.objects["status_map"][0] == 1

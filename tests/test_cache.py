@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
-from pseudolabel.cache import scan
+from pseudolabel.app.cache import scan
 from pseudolabel.catalog import open_dataset
-from pseudolabel.errors import DataError
-from pseudolabel.runner import run_stage
+from pseudolabel.core.errors import DataError
+from pseudolabel.runner import run
 from pseudolabel.stages import get_stage
 from pseudolabel.store import LabelStore
 from pseudolabel.store.journal import run_lock
@@ -19,8 +19,8 @@ from pseudolabel.store.journal import run_lock
 def two_configs(voc_root, tmp_path):
     ds = open_dataset(voc_root)
     cfg = get_stage("grabcut").config_class
-    old = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=1)).store
-    new = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=2)).store
+    old = run("grabcut", cfg(iterations=1), ds, "train", tmp_path, progress=False).store
+    new = run("grabcut", cfg(iterations=2), ds, "train", tmp_path, progress=False).store
     return ds, old, new
 
 
@@ -50,7 +50,7 @@ def test_clean_partial_removes_interrupted_runs_but_never_a_live_one(invoke, voc
     ds = open_dataset(voc_root)
     Image.new("RGB", (10, 10)).save(voc_root / "JPEGImages" / "2012_000003.jpg")
     with pytest.raises(DataError):
-        run_stage("boxes", ds, "train", tmp_path, progress=False)       # leaves a resumable journal
+        run("boxes", None, ds, "train", tmp_path, progress=False)       # leaves a resumable journal
     (partial,) = [e for e in scan(tmp_path) if e.kind == "partial"]
     assert invoke("cache", "clean", "--cache", str(tmp_path)).output.strip() == "removed 0 entries, 0 B"
     with run_lock(partial.path.with_name(partial.path.name[:-len(".partial")])):

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from pseudolabel.catalog import load_class_gt, load_image, load_object_gt, open_dataset, parse_voc_xml
-from pseudolabel.classes import CLASS_ID, voc_palette
-from pseudolabel.errors import DataError, LayoutError
-from pseudolabel.records import BadRecord, ImageRecord
+from pseudolabel.core.classes import CLASS_ID, voc_palette
+from pseudolabel.core.errors import DataError, LayoutError
+from pseudolabel.core.records import BadRecord, ImageRecord
 
 from .conftest import shared
 

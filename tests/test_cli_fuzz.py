@@ -34,7 +34,7 @@ COMMANDS = ("boxes", "grabcut", "bbam", "proposals", "refine", "fuse")
 
 def _config_class(command: str):
     if command == "train-detector":
-        from pseudolabel.train_detector import TrainConfig
+        from pseudolabel.app.train_detector import TrainConfig
         return TrainConfig
     return get_stage(command).config_class
 
@@ -85,14 +85,13 @@ def tiny(tmp_path_factory):
 def no_runs(monkeypatch):
     """The runner replaced by the stage's before-any-work check: parsing and checking only."""
     import pseudolabel.cli.stages as stages_cli
-    import pseudolabel.train_detector as train_detector
+    import pseudolabel.app.train_detector as train_detector
 
-    def fake_run(stage_name, dataset, split, cache, *, config, **kwargs):
+    def fake_run(stage_name, config, dataset, split, cache, options, **kwargs):
+        options.for_stage(get_stage(stage_name))
         get_stage(stage_name).check(config)
         return RunSummary(stage_name, split, Path(cache) / "x.h5", nothing_to_do=True)
-    monkeypatch.setattr(stages_cli, "run_stage", fake_run)
-    monkeypatch.setattr(stages_cli, "run_on_devices", lambda name, config, *a, **k: fake_run(name, None, "", "",
-                                                                                            config=config))
+    monkeypatch.setattr(stages_cli, "run", fake_run)
     monkeypatch.setattr(train_detector, "train", lambda *a, **k: {"checkpoint": "x"})
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.runner import run_stage
+from pseudolabel.runner import RunOptions, run
 from pseudolabel.stages import get_stage
 from pseudolabel.store import LabelStore, ProposalStore
 
@@ -43,7 +43,7 @@ def test_stores_of_0_1_0_are_found_reused_and_read(tmp_path):
     ds = open_dataset(root)
     fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
     for stage, config in (("boxes", None), ("grabcut", None), ("fuse", fuse), ("proposals", None), ("refine", None)):
-        summary = run_stage(stage, ds, "train", cache, config=config, progress=False)
+        summary = run(stage, config, ds, "train", cache, progress=False)
         old = cache / "VOC2012" / "train" / stage / next(p.name for p in legacy if p.parent.name == stage)
         assert summary.nothing_to_do and summary.store == old, summary.lines()
         assert summary.current.resolve() == old.resolve()
@@ -57,5 +57,5 @@ def test_stores_of_0_1_0_are_found_reused_and_read(tmp_path):
         assert store.meta["cache_key"] == old.stem and json.loads(store.meta["run_log"])
     # refine made again today from the 0.1.0 grabcut and proposal stores: the same labels
     before = {k: v for k, v in store_contents(summary.store).items() if k.startswith("images")}
-    run_stage("refine", ds, "train", cache, force=True, progress=False)
+    run("refine", None, ds, "train", cache, RunOptions(force=True), progress=False)
     assert {k: v for k, v in store_contents(summary.store).items() if k.startswith("images")} == before

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pseudolabel.algorithms import hed
-from pseudolabel.errors import ConfigError
+from pseudolabel.models import hed
+from pseudolabel.core.errors import ConfigError
 
 from .conftest import shared
 from .hed_numpy import hed_forward

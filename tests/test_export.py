@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pseudolabel.classes import VOC_CLASSES
+from pseudolabel.core.classes import VOC_CLASSES
 from pseudolabel.export.coco import object_record, sample_annotations
 from pseudolabel.export.yolo import polygons, read_yolo_labels, yolo_lines
 from pseudolabel.store import LabelStore

@@ -6,10 +6,10 @@ import pytest
 
 from pseudolabel.algorithms.grabcut import GUARDS, GrabCutParams, grabcut_label, grabcut_object
 from pseudolabel.catalog import open_dataset
-from pseudolabel.classes import CLASS_ID, IGNORE
-from pseudolabel.errors import ConfigError
-from pseudolabel.records import ImageRecord, ObjectRecord
-from pseudolabel.runner import run_stage
+from pseudolabel.core.classes import CLASS_ID, IGNORE
+from pseudolabel.core.errors import ConfigError
+from pseudolabel.core.records import ImageRecord, ObjectRecord
+from pseudolabel.runner import RunOptions, run
 from pseudolabel.stages.grabcut import GrabCutConfig, process_image
 from pseudolabel.store import LabelStore
 
@@ -128,7 +128,7 @@ def test_label_composition_rule():
 
 
 def test_filling_rates_by_hand(tmp_path):
-    from pseudolabel.vocwrite import make_voc_folders, voc_xml, write_split
+    from pseudolabel.catalog.vocwrite import make_voc_folders, voc_xml, write_split
     from PIL import Image
 
     image = scene(160, 240)
@@ -141,7 +141,7 @@ def test_filling_rates_by_hand(tmp_path):
             ObjectRecord(CLASS_ID["dog"], (100, 10, 140, 50))]
     (root / "Annotations" / "a.xml").write_text(voc_xml("a", 240, 160, objs))
     write_split(root, "train", ["a"])
-    summary = run_stage("grabcut", open_dataset(root), "train", tmp_path / "c", progress=False)
+    summary = run("grabcut", None, open_dataset(root), "train", tmp_path / "c", progress=False)
     s = LabelStore(summary.store)["a"]
     union = np.zeros((160, 240), bool)
     for x0, y0, x1, y1 in (box_a, box_b):
@@ -179,14 +179,14 @@ def test_reference_mode_survives_a_whole_image_box():
 
 def test_deterministic_and_jobs_independent(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    a = run_stage("grabcut", ds, "trainval", tmp_path / "a", jobs=1, progress=False)
-    b = run_stage("grabcut", ds, "trainval", tmp_path / "b", jobs=1, progress=False)
-    c = run_stage("grabcut", ds, "trainval", tmp_path / "c", jobs=2, progress=False)
+    a = run("grabcut", None, ds, "trainval", tmp_path / "a", RunOptions(jobs=1), progress=False)
+    b = run("grabcut", None, ds, "trainval", tmp_path / "b", RunOptions(jobs=1), progress=False)
+    c = run("grabcut", None, ds, "trainval", tmp_path / "c", RunOptions(jobs=2), progress=False)
     assert store_contents(a.store) == store_contents(b.store) == store_contents(c.store)
     import dataclasses
     saved, every = LabelStore(a.store).config, dataclasses.asdict(GrabCutConfig())
     later = {f.name for f in dataclasses.fields(GrabCutConfig) if f.metadata.get("since")}
-    assert later == {"pairwise", "colour_model"}
+    assert later == {"pairwise", "colour_model", "hed_weights"}
     assert saved == {k: v for k, v in every.items() if k not in later}   # every parameter, but options
     # added later at their defaults, which are left out so that earlier stores keep their keys
     assert GrabCutConfig(**saved) == GrabCutConfig()

@@ -84,7 +84,7 @@ def test_colour_models_in_feature_space_separate_what_colours_cannot():
 
 
 def test_vgg_features_are_reduced_and_spread_like_colours(fake_weights):
-    from pseudolabel.algorithms.hed import FEATURE_SPREAD, load_hed, vgg_features
+    from pseudolabel.models.hed import FEATURE_SPREAD, load_hed, vgg_features
     image = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     features = vgg_features(load_hed(fake_weights[0]), image)
     assert features.shape == (45, 61, 6) and features.dtype == np.float32

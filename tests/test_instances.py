@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from pseudolabel.catalog import load_object_gt, open_dataset
-from pseudolabel.evaluate_instances import evaluate_instances, paired_instances
-from pseudolabel.labels import box_mask
-from pseudolabel.records import ImageRecord, ObjectRecord
+from pseudolabel.evaluation.instances import evaluate_instances, paired_instances
+from pseudolabel.core.labels import box_mask
+from pseudolabel.core.records import ImageRecord, ObjectRecord
 from pseudolabel.store.reader import Sample
 
 from .conftest import shared

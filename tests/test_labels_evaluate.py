@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pseudolabel.evaluate import confusion_matrix, miou_of, paired_bootstrap, scores
-from pseudolabel.labels import filling_rates, instance_map, paint_order, paint_smaller_on_top, box_masks
+from pseudolabel.evaluation.semantic import confusion_matrix, miou_of, paired_bootstrap, scores
+from pseudolabel.core.labels import filling_rates, instance_map, paint_order, paint_smaller_on_top, box_masks
 
 
 def test_smaller_box_painted_on_top():
@@ -138,11 +138,11 @@ def test_paired_bootstrap_refuses_mismatched_inputs():
 
 def test_per_image_matrices_add_up_to_the_store_matrix(voc_root, tmp_path):
     from pseudolabel.catalog import open_dataset
-    from pseudolabel.evaluate import evaluate_store
-    from pseudolabel.runner import run_stage
+    from pseudolabel.evaluation.semantic import evaluate_store
+    from pseudolabel.runner import run
     from pseudolabel.store import LabelStore
     ds = open_dataset(voc_root)
-    store = LabelStore(run_stage("grabcut", ds, "train", tmp_path, progress=False).store)
+    store = LabelStore(run("grabcut", None, ds, "train", tmp_path, progress=False).store)
     result = evaluate_store(store, ds, "train", progress=False, per_image=True)
     assert result.per_image.shape == (len(store.all_ids), 21, 22)
     assert (result.per_image.sum(0) == result.matrix).all() and result.per_image.any(axis=(1, 2)).all()

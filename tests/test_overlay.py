@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from pseudolabel.classes import IGNORE
-from pseudolabel.overlay import PALETTE, boxes_tile, label_tile, legend
+from pseudolabel.core.classes import IGNORE
+from pseudolabel.report.overlay import PALETTE, boxes_tile, label_tile, legend
 
 COLOURS = [(0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
 

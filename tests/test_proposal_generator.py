@@ -8,8 +8,8 @@ import scipy.sparse as sps
 from pseudolabel.algorithms.proposals import (
     ProposalParams, _fill_holes, _normalised, _unique_sparse_rows, generate_proposals,
 )
-from pseudolabel.evaluate import best_overlaps
-from pseudolabel.labels import proposal_union
+from pseudolabel.evaluation.proposals import best_overlaps
+from pseudolabel.core.labels import proposal_union
 
 
 def decode(sp, M, p):

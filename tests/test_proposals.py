@@ -8,11 +8,11 @@ from scipy.io import savemat
 
 from pseudolabel.catalog import (edge_file, load_object_gt, mcg_file, open_dataset, read_edge_map,
                                  read_mcg_proposals)
-from pseudolabel.classes import IGNORE, VOC_CLASSES
-from pseudolabel.labels import box_masks
-from pseudolabel.errors import DataError, StoreError
-from pseudolabel.evaluate import AREA_BINS, Overlap, _breakdown, best_overlaps, instance_classes
-from pseudolabel.runner import run_stage
+from pseudolabel.core.classes import IGNORE, VOC_CLASSES
+from pseudolabel.core.labels import box_masks
+from pseudolabel.core.errors import DataError, StoreError
+from pseudolabel.evaluation.proposals import AREA_BINS, Overlap, _breakdown, best_overlaps, instance_classes
+from pseudolabel.runner import RunOptions, run
 from pseudolabel.stages.proposals import ProposalConfig
 from pseudolabel.stages.refine import RefineConfig
 from pseudolabel.store import LabelStore, ProposalStore
@@ -231,7 +231,7 @@ def test_refine_recovers_instances_and_fuse_marks_disagreement(voc_root, tmp_pat
 
 def test_refine_needs_its_inputs(voc_root, tmp_path):
     with pytest.raises(StoreError, match=r"reads the 'grabcut' store.*run `pseudolabel grabcut --split train`"):
-        run_stage("refine", open_dataset(voc_root), "train", tmp_path, config=RefineConfig(), progress=False)
+        run("refine", RefineConfig(), open_dataset(voc_root), "train", tmp_path, progress=False)
 
 
 def test_proposal_config_keeps_every_parameter():
@@ -260,8 +260,8 @@ def test_proposal_stores_of_format_1_and_2_give_the_same_refine_store(voc_root, 
     from .conftest import store_contents
     ds = open_dataset(voc_root)
     for stage in ("grabcut", "proposals"):
-        run_stage(stage, ds, "train", tmp_path, progress=False)
-    refined = run_stage("refine", ds, "train", tmp_path, progress=False).store
+        run(stage, None, ds, "train", tmp_path, progress=False)
+    refined = run("refine", None, ds, "train", tmp_path, progress=False).store
     images = {k: v for k, v in store_contents(refined).items() if k.startswith("images")}
     props = tmp_path / "VOC2012" / "train" / "proposals.h5"
     store = ProposalStore(props)
@@ -278,5 +278,5 @@ def test_proposal_stores_of_format_1_and_2_give_the_same_refine_store(voc_root, 
             g.create_dataset("indices", data=m.indices.astype(np.int32))
     old = ProposalStore(props)
     assert all((old[i].membership != before[i]).nnz == 0 for i in old.ids)
-    again = run_stage("refine", ds, "train", tmp_path, force=True, progress=False).store
+    again = run("refine", None, ds, "train", tmp_path, RunOptions(force=True), progress=False).store
     assert {k: v for k, v in store_contents(again).items() if k.startswith("images")} == images

@@ -34,10 +34,10 @@ from pseudolabel.catalog import (
     read_mcg_proposals,
     read_sbd_instances,
 )
-from pseudolabel.classes import NUM_CLASSES, VOC_CLASSES
-from pseudolabel.errors import DataError, LayoutError
-from pseudolabel.records import BadRecord, ImageRecord, ObjectRecord
-from pseudolabel.vocwrite import voc_xml, write_split
+from pseudolabel.core.classes import NUM_CLASSES, VOC_CLASSES
+from pseudolabel.core.errors import DataError, LayoutError
+from pseudolabel.core.records import BadRecord, ImageRecord, ObjectRecord
+from pseudolabel.catalog.vocwrite import voc_xml, write_split
 
 from .synth import make_sbd_tree, make_voc_tree
 

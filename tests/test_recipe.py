@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pseudolabel.errors import ConfigError
-from pseudolabel.recipe import load_recipe, parse_set
+from pseudolabel.core.errors import ConfigError
+from pseudolabel.app.recipe import load_recipe, parse_set
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
@@ -124,7 +124,7 @@ def test_missing_weights_stop_the_recipe_before_any_step(invoke, voc_root, tmp_p
     ('[[step]]\nexport = "proposals"\n', "only label stores can be exported"),
     ('[[step]]\nstage = "boxes"\ngpu = "0"\n', "unknown key(s) gpu for a stage step"),
     ('[[step]\nstage = "boxes"\n', "not valid TOML"),
-    ('jobs = -2\n[[step]]\nstage = "boxes"\n', "jobs must be an integer >= 0"),
+    ('jobs = -2\n[[step]]\nstage = "boxes"\n', "jobs: expected 0 (all cores) or a positive whole number, got -2"),
 ])
 def test_bad_recipes_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"

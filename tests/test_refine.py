@@ -5,7 +5,7 @@ import scipy.sparse as sparse
 
 from pseudolabel.algorithms.refine import (NO_PROPOSAL, REFINED, SMALL_BOX, RefineParams, proposal_stats,
                                            refine_masks, refine_tight_loose)
-from pseudolabel.labels import proposal_union as decode_union
+from pseudolabel.core.labels import proposal_union as decode_union
 
 
 def grid_superpixels(h, w, cell):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.errors import StoreError
-from pseudolabel.runner import run_stage
+from pseudolabel.core.errors import StoreError
+from pseudolabel.runner import run
 from pseudolabel.store import LabelStore
 
 from .synth import make_voc_tree
@@ -61,7 +61,7 @@ def _truth(original, copy, ids) -> tuple[bool, set[str]]:
 def grabcut_store(tmp_path_factory):
     root = make_voc_tree(tmp_path_factory.mktemp("data") / "VOC2012", n_images=24, size=(96, 128))
     cache = tmp_path_factory.mktemp("cache")
-    summary = run_stage("grabcut", open_dataset(root), "trainval", cache, progress=False)
+    summary = run("grabcut", None, open_dataset(root), "trainval", cache, progress=False)
     return root, summary.store
 
 
@@ -162,7 +162,8 @@ def test_jobs_beyond_the_cores_start_no_more_workers_than_cores(invoke, voc_root
         started.append(jobs)
         real(self, jobs)
     monkeypatch.setattr(executors.Loky, "__init__", recording)
-    monkeypatch.setattr(executors, "cpu_count", lambda: 2)
+    import pseudolabel.runner.options as options
+    monkeypatch.setattr(options, "cpu_count", lambda: 2)
     result = invoke("boxes", "--data-root", voc_root, "--jobs", "1000")
     assert result.exit_code == 0, result.output
     assert "--jobs 1000: this process may use 2 core(s); starting 2 worker process(es)" in result.output
@@ -184,7 +185,7 @@ def test_disk_full_stops_the_run_clearly_and_a_rerun_completes_it(invoke, voc_ro
     to the store an uninterrupted run makes."""
     import errno
 
-    from pseudolabel.layout import tmp_path
+    from pseudolabel.core.output_root import tmp_path
     from pseudolabel.store import entry as entry_module
     from pseudolabel.store import journal as journal_module
     args = ["grabcut", "--data-root", voc_root, "--split", "trainval"]
@@ -222,7 +223,7 @@ def test_disk_full_stops_the_run_clearly_and_a_rerun_completes_it(invoke, voc_ro
 
     result = invoke(*args)
     assert result.exit_code == 0 and "8 of 8 images already finished" in result.output, result.output
-    reference = run_stage("grabcut", open_dataset(voc_root), "trainval", voc_root.parent / "ref", progress=False)
+    reference = run("grabcut", None, open_dataset(voc_root), "trainval", voc_root.parent / "ref", progress=False)
     assert _images_of(keyed) == _images_of(reference.store)
 
 
@@ -246,7 +247,7 @@ def test_a_worker_dying_mid_image_stops_the_run_clearly_and_a_rerun_completes_it
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(kept)} of 8 images already finished" in rerun.stderr
-    reference = run_stage("boxes", open_dataset(voc_root), "trainval", tmp_path / "ref", progress=False)
+    reference = run("boxes", None, open_dataset(voc_root), "trainval", tmp_path / "ref", progress=False)
     store = cache / "VOC2012" / "trainval" / "boxes.h5"
     assert _images_of(store) == _images_of(reference.store)
 
@@ -313,9 +314,9 @@ def test_quiet_still_says_how_many_images_failed(invoke, voc_root):
 
 
 def test_info_of_a_journal_and_of_a_store_without_failures(invoke, voc_root, tmp_path):
-    from pseudolabel.layout import journal_dir
+    from pseudolabel.core.output_root import journal_dir
     from pseudolabel.store.journal import Journal
-    store = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False).store
+    store = run("boxes", None, open_dataset(voc_root), "train", tmp_path, progress=False).store
     out = invoke("info", store, "--failures").output
     assert "failures:    no failures" in out
     pending = tmp_path / "pending.h5"

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.errors import DataError, StoreError
-from pseudolabel.layout import journal_dir as partial_dir
-from pseudolabel.runner import resolve_target, run_stage
+from pseudolabel.core.errors import ConfigError, DataError, StoreError
+from pseudolabel.core.output_root import journal_dir as partial_dir
+from pseudolabel.runner import resolve_target, RunOptions, run
 from pseudolabel.store import LabelStore
 from pseudolabel.store.reader import describe
 
@@ -29,18 +29,18 @@ def keyed(stage, root, split, cache, config=None):
 
 def test_jobs_1_and_2_give_identical_stores(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    a = run_stage("boxes", ds, "trainval", tmp_path / "a", jobs=1, progress=False).store
-    b = run_stage("boxes", ds, "trainval", tmp_path / "b", jobs=2, progress=False).store
+    a = run("boxes", None, ds, "trainval", tmp_path / "a", RunOptions(jobs=1), progress=False).store
+    b = run("boxes", None, ds, "trainval", tmp_path / "b", RunOptions(jobs=2), progress=False).store
     assert store_contents(a) == store_contents(b)
 
 
 def test_second_run_has_nothing_to_do_and_force_recomputes(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    first = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    first = run("boxes", None, ds, "train", tmp_path, progress=False)
     assert first.processed == 6 and not first.nothing_to_do
-    again = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    again = run("boxes", None, ds, "train", tmp_path, progress=False)
     assert again.nothing_to_do and "nothing to do" in again.lines()[0]
-    forced = run_stage("boxes", ds, "train", tmp_path, force=True, progress=False)
+    forced = run("boxes", None, ds, "train", tmp_path, RunOptions(force=True), progress=False)
     assert forced.processed == 6
 
 
@@ -48,7 +48,7 @@ def test_fail_stops_with_message_and_keeps_finished_images(voc_root, tmp_path):
     ds = open_dataset(voc_root)
     Image.new("RGB", (10, 10)).save(voc_root / "JPEGImages" / "2012_000003.jpg")
     with pytest.raises(DataError, match=r"2012_000003\.jpg: image is 10x10 but its annotation"):
-        run_stage("boxes", ds, "train", tmp_path, progress=False)
+        run("boxes", None, ds, "train", tmp_path, progress=False)
     journal = partial_dir(keyed("boxes", voc_root, "train", tmp_path))
     assert sorted(os.listdir(journal)) == ["2012_000000.npz", "2012_000001.npz", "2012_000002.npz",
                                            "manifest.json", "run-000.json"]
@@ -57,13 +57,13 @@ def test_fail_stops_with_message_and_keeps_finished_images(voc_root, tmp_path):
 def test_bad_annotation_fails_before_any_work(voc_root, tmp_path):
     (voc_root / "Annotations" / "2012_000004.xml").write_text("<annotation>")
     with pytest.raises(DataError, match=r"2012_000004\.xml: malformed XML"):
-        run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False)
+        run("boxes", None, open_dataset(voc_root), "train", tmp_path, progress=False)
 
 
 def test_skip_records_failures_with_reasons(voc_root, tmp_path):
     (voc_root / "Annotations" / "2012_000004.xml").write_text("<annotation>")
     (voc_root / "JPEGImages" / "2012_000001.jpg").unlink()
-    summary = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, on_error="skip", progress=False)
+    summary = run("boxes", None, open_dataset(voc_root), "train", tmp_path, RunOptions(on_error="skip"), progress=False)
     assert summary.failed == 2 and summary.done == 4
     assert any("2 image(s) failed" in line for line in summary.lines())
     store = LabelStore(summary.store)
@@ -80,11 +80,11 @@ def test_resume_after_fail_then_fix(voc_root, tmp_path):
     good = image.read_bytes()
     image.write_bytes(b"junk")
     with pytest.raises(DataError):
-        run_stage("boxes", ds, "train", tmp_path, progress=False)
+        run("boxes", None, ds, "train", tmp_path, progress=False)
     image.write_bytes(good)
-    resumed = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    resumed = run("boxes", None, ds, "train", tmp_path, progress=False)
     assert resumed.resumed == 3 and resumed.processed == 3
-    reference = run_stage("boxes", ds, "train", tmp_path / "ref", progress=False)
+    reference = run("boxes", None, ds, "train", tmp_path / "ref", progress=False)
     assert store_contents(resumed.store) == store_contents(reference.store)
 
 
@@ -95,17 +95,17 @@ def test_a_recomputed_upstream_store_is_read_afresh_in_the_same_process(voc_root
     ds = open_dataset(voc_root)
     fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
     for stage in ("grabcut", "boxes"):
-        run_stage(stage, ds, "train", tmp_path, progress=False)
-    first = store_contents(run_stage("fuse", ds, "train", tmp_path, config=fuse, progress=False).store)
+        run(stage, None, ds, "train", tmp_path, progress=False)
+    first = store_contents(run("fuse", fuse, ds, "train", tmp_path, progress=False).store)
     for name in ("2012_000000", "2012_000001", "2012_000002"):     # other pixels, same boxes
         path = voc_root / "JPEGImages" / f"{name}.jpg"
         Image.open(path).transpose(Image.Transpose.ROTATE_180).save(path)
-    run_stage("grabcut", ds, "train", tmp_path, force=True, progress=False)
-    again = run_stage("fuse", ds, "train", tmp_path, config=fuse, force=True, progress=False)
+    run("grabcut", None, ds, "train", tmp_path, RunOptions(force=True), progress=False)
+    again = run("fuse", fuse, ds, "train", tmp_path, RunOptions(force=True), progress=False)
     ref = tmp_path / "ref"
     for stage in ("grabcut", "boxes"):
-        run_stage(stage, ds, "train", ref, progress=False)
-    reference = run_stage("fuse", ds, "train", ref, config=fuse, progress=False).store
+        run(stage, None, ds, "train", ref, progress=False)
+    reference = run("fuse", fuse, ds, "train", ref, progress=False).store
     images = {k: v for k, v in store_contents(again.store).items() if k.startswith("images")}
     assert images == {k: v for k, v in store_contents(reference).items() if k.startswith("images")}
     assert images != {k: v for k, v in first.items() if k.startswith("images")}
@@ -121,26 +121,26 @@ def test_retry_failed_redoes_only_the_failed_images_and_keeps_the_rest(voc_root,
     image = voc_root / "JPEGImages" / "2012_000003.jpg"
     good = image.read_bytes()
     image.write_bytes(b"junk")
-    first = run_stage("boxes", ds, "train", tmp_path, on_error="skip", progress=False)
+    first = run("boxes", None, ds, "train", tmp_path, RunOptions(on_error="skip"), progress=False)
     assert (first.done, first.failed) == (5, 1)
     kept = {k: v for k, v in _images(first.store).items() if "2012_000003" not in k and "index" not in k}
-    again = run_stage("boxes", ds, "train", tmp_path, progress=False)
+    again = run("boxes", None, ds, "train", tmp_path, progress=False)
     assert again.nothing_to_do and "--retry-failed redoes the 1 failed" in again.lines()[0]
 
     image.write_bytes(good)
-    retry = run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+    retry = run("boxes", None, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False)
     assert (retry.processed, retry.retried, retry.done, retry.failed) == (1, 1, 6, 0)
     assert "retried 1 image(s) that had failed" in retry.lines()[0]
     assert retry.store == first.store and not partial_dir(retry.store).exists()
     after = _images(retry.store)
     assert all(after[k] == v for k, v in kept.items())            # the done images, as they were
-    reference = run_stage("boxes", ds, "train", tmp_path / "ref", progress=False)
+    reference = run("boxes", None, ds, "train", tmp_path / "ref", progress=False)
     assert after == _images(reference.store)
     sessions = json.loads(describe(retry.store)["run_log"])
     assert len(sessions) == 2 and sessions[1]["retry_failed"] == 1 and sessions[1]["processed"] == 1
-    assert run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True).nothing_to_do
-    with pytest.raises(ValueError, match="pass one"):
-        run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True, force=True)
+    assert run("boxes", None, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False).nothing_to_do
+    with pytest.raises(ConfigError, match="pass one"):
+        run("boxes", None, ds, "train", tmp_path, RunOptions(retry_failed=True, force=True), progress=False)
 
 
 def test_interrupted_retry_resumes(voc_root, tmp_path):
@@ -149,16 +149,16 @@ def test_interrupted_retry_resumes(voc_root, tmp_path):
     good = [p.read_bytes() for p in images]
     for p in images:
         p.write_bytes(b"junk")
-    first = run_stage("boxes", ds, "train", tmp_path, on_error="skip", progress=False)
+    first = run("boxes", None, ds, "train", tmp_path, RunOptions(on_error="skip"), progress=False)
     assert first.failed == 2
     images[0].write_bytes(good[0])
     with pytest.raises(DataError, match="2012_000004"):          # still broken: stops, store untouched
-        run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+        run("boxes", None, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False)
     assert LabelStore(first.store).failed.keys() == {"2012_000001", "2012_000004"}
     images[1].write_bytes(good[1])
-    retry = run_stage("boxes", ds, "train", tmp_path, progress=False, retry_failed=True)
+    retry = run("boxes", None, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False)
     assert (retry.resumed, retry.processed, retry.retried, retry.failed) == (1, 1, 2, 0)
-    assert _images(retry.store) == _images(run_stage("boxes", ds, "train", tmp_path / "ref", progress=False).store)
+    assert _images(retry.store) == _images(run("boxes", None, ds, "train", tmp_path / "ref", progress=False).store)
 
 
 def test_retry_failed_downstream_of_a_retried_store(voc_root, tmp_path):
@@ -172,20 +172,20 @@ def test_retry_failed_downstream_of_a_retried_store(voc_root, tmp_path):
     good = image.read_bytes()
     image.write_bytes(b"junk")
     for stage in ("grabcut", "boxes"):
-        run_stage(stage, ds, "train", tmp_path, on_error="skip", progress=False)
-    fused = run_stage("fuse", ds, "train", tmp_path, config=fuse, on_error="skip", progress=False)
+        run(stage, None, ds, "train", tmp_path, RunOptions(on_error="skip"), progress=False)
+    fused = run("fuse", fuse, ds, "train", tmp_path, RunOptions(on_error="skip"), progress=False)
     assert "failed in stage 'grabcut'" in LabelStore(fused.store).failed["2012_000002"]
     image.write_bytes(good)
     for stage in ("grabcut", "boxes"):
-        assert run_stage(stage, ds, "train", tmp_path, retry_failed=True, progress=False).retried == 1
+        assert run(stage, None, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False).retried == 1
     with pytest.raises(StoreError, match="different upstream stores; use --force"):
-        run_stage("fuse", ds, "train", tmp_path, config=fuse, progress=False)
-    retry = run_stage("fuse", ds, "train", tmp_path, config=fuse, retry_failed=True, progress=False)
+        run("fuse", fuse, ds, "train", tmp_path, progress=False)
+    retry = run("fuse", fuse, ds, "train", tmp_path, RunOptions(retry_failed=True), progress=False)
     assert (retry.processed, retry.failed) == (1, 0)
     ref = tmp_path / "ref"
     for stage in ("grabcut", "boxes"):
-        run_stage(stage, ds, "train", ref, progress=False)
-    assert _images(retry.store) == _images(run_stage("fuse", ds, "train", ref, config=fuse, progress=False).store)
+        run(stage, None, ds, "train", ref, progress=False)
+    assert _images(retry.store) == _images(run("fuse", fuse, ds, "train", ref, progress=False).store)
 
 
 def test_revision_one_keeps_the_keys_of_older_stores():
@@ -206,12 +206,12 @@ def test_a_raised_stage_revision_recomputes_the_stage_and_what_reads_it(voc_root
     from pseudolabel.stages import STAGES, get_stage
     ds = open_dataset(voc_root)
     fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
-    old = {s: run_stage(s, ds, "train", tmp_path, progress=False, config=fuse if s == "fuse" else None)
+    old = {s: run(s, fuse if s == "fuse" else None, ds, "train", tmp_path, progress=False)
            for s in ("boxes", "grabcut", "fuse")}
     assert LabelStore(old["grabcut"].store).meta["stage_revision"] == 1
     # the grabcut code changed under the same options: its module raises the revision
     monkeypatch.setitem(STAGES._loaded, "grabcut", dataclasses.replace(get_stage("grabcut"), revision=2))
-    new = {s: run_stage(s, ds, "train", tmp_path, progress=False, config=fuse if s == "fuse" else None)
+    new = {s: run(s, fuse if s == "fuse" else None, ds, "train", tmp_path, progress=False)
            for s in ("boxes", "grabcut", "fuse")}
     assert new["boxes"].nothing_to_do and new["boxes"].store == old["boxes"].store
     for s in ("grabcut", "fuse"):
@@ -226,30 +226,30 @@ def test_each_configuration_has_its_own_store_and_the_current_link_follows_runs(
     ds = open_dataset(voc_root)
     cfg = get_stage("grabcut").config_class
     current = tmp_path / "VOC2012" / "train" / "grabcut.h5"
-    a = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=1))
+    a = run("grabcut", cfg(iterations=1), ds, "train", tmp_path, progress=False)
     assert current.is_symlink() and current.resolve() == a.store.resolve()
     assert a.store.parent.name == "grabcut" and a.store.stem == LabelStore(current).meta["cache_key"]
-    b = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=2))
+    b = run("grabcut", cfg(iterations=2), ds, "train", tmp_path, progress=False)
     assert b.store != a.store and not b.nothing_to_do and a.store.exists()   # old output kept
     assert current.resolve() == b.store.resolve() and LabelStore(current).config["iterations"] == 2
-    back = run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=1))
+    back = run("grabcut", cfg(iterations=1), ds, "train", tmp_path, progress=False)
     assert back.nothing_to_do and current.resolve() == a.store.resolve()    # reused, made current
     # a downstream store is keyed by its upstream stores too: same fuse options, new key
     fuse = get_stage("fuse").config_class(sources="grabcut,boxes")
-    run_stage("boxes", ds, "train", tmp_path, progress=False)
-    over_a = run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse)
-    run_stage("grabcut", ds, "train", tmp_path, progress=False, config=cfg(iterations=2))
-    over_b = run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse)
+    run("boxes", None, ds, "train", tmp_path, progress=False)
+    over_a = run("fuse", fuse, ds, "train", tmp_path, progress=False)
+    run("grabcut", cfg(iterations=2), ds, "train", tmp_path, progress=False)
+    over_b = run("fuse", fuse, ds, "train", tmp_path, progress=False)
     assert over_b.store != over_a.store and not over_b.nothing_to_do
-    assert run_stage("fuse", ds, "train", tmp_path, progress=False, config=fuse).nothing_to_do
+    assert run("fuse", fuse, ds, "train", tmp_path, progress=False).nothing_to_do
 
 
 def test_changed_configuration_or_dataset_is_refused(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    run_stage("boxes", ds, "train", tmp_path, progress=False)
+    run("boxes", None, ds, "train", tmp_path, progress=False)
     other = make_voc_tree(tmp_path / "elsewhere" / "VOC2012", n_images=8)
     with pytest.raises(StoreError, match="different dataset.*--force"):
-        run_stage("boxes", open_dataset(other), "train", tmp_path, progress=False)
+        run("boxes", None, open_dataset(other), "train", tmp_path, progress=False)
 
 
 KILLER = """
@@ -310,7 +310,7 @@ def test_each_stage_killed_at_three_points_resumes_to_the_uninterrupted_store(tm
     resume, and compare with the same run uninterrupted (--force)."""
     import random
 
-    from pseudolabel.layout import tmp_path as store_tmp
+    from pseudolabel.core.output_root import tmp_path as store_tmp
     from pseudolabel.stages import get_stage
 
     from .helpers import config_args
@@ -319,7 +319,7 @@ def test_each_stage_killed_at_three_points_resumes_to_the_uninterrupted_store(tm
     root = make_voc_tree(tmp_path / "VOC2012", n_images=n, size=(120, 160))
     cache = tmp_path / "cache"
     for name in upstream:
-        run_stage(name, open_dataset(root), "trainval", cache, progress=False)
+        run(name, None, open_dataset(root), "trainval", cache, progress=False)
     config = get_stage(stage).config_class(**kwargs)
     args = [stage, "--data-root", str(root), "--cache", str(cache), "--split", "trainval", *config_args(config)]
     store = resolve_target(stage, config, open_dataset(root), "trainval", cache).store
@@ -340,7 +340,7 @@ def test_each_stage_killed_at_three_points_resumes_to_the_uninterrupted_store(tm
         assert len(entries) == done, (mode, entries)
     assert store_tmp(store).exists() == (points[-1][0] == "finalize")   # the half-written store
     logged = []
-    rerun = run_stage(stage, open_dataset(root), "trainval", cache, config=config, progress=False, log=logged.append)
+    rerun = run(stage, config, open_dataset(root), "trainval", cache, progress=False, log=logged.append)
     assert f"resuming {store}: {done} of {n} images already finished" in logged
     assert rerun.resumed == done and rerun.processed == n - done
     assert not journal.exists() and not store_tmp(store).exists()
@@ -351,13 +351,13 @@ def test_each_stage_killed_at_three_points_resumes_to_the_uninterrupted_store(tm
     assert len({s["pid"] for s in sessions}) == len(points) + 1
     resumed = store_contents(store)
     config_again = get_stage(stage).config_class(**kwargs)
-    run_stage(stage, open_dataset(root), "trainval", cache, config=config_again, force=True, progress=False)
+    run(stage, config_again, open_dataset(root), "trainval", cache, RunOptions(force=True), progress=False)
     assert resumed == store_contents(store)
 
 
 def test_run_log_records_host_versions_and_counts(voc_root, tmp_path, invoke):
     import socket
-    summary = run_stage("boxes", open_dataset(voc_root), "train", tmp_path, jobs=2, progress=False)
+    summary = run("boxes", None, open_dataset(voc_root), "train", tmp_path, RunOptions(jobs=2), progress=False)
     (session,) = json.loads(LabelStore(summary.store).meta["run_log"])
     assert session["host"] == socket.gethostname() and session["jobs"] == 2 and session["backend"] == "loky"
     assert session["processed"] == 6 and session["objects"] == summary.objects and session["failed"] == 0
@@ -378,4 +378,4 @@ def test_second_concurrent_run_is_refused(voc_root, tmp_path):
     assert child.returncode == 1
     assert f"another run is writing this store (pid {os.getpid()})" in child.stderr
     # the lock dies with its holder: the same run now goes through
-    assert run_stage("boxes", ds, "train", tmp_path, progress=False).done == 6
+    assert run("boxes", None, ds, "train", tmp_path, progress=False).done == 6

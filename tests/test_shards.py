@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.errors import StoreError
-from pseudolabel.layout import shard_path
-from pseudolabel.runner import merge_shards, resolve_target, run_stage
+from pseudolabel.core.errors import ConfigError, StoreError
+from pseudolabel.core.output_root import shard_path
+from pseudolabel.runner import merge_shards, resolve_target, RunOptions, run
 from pseudolabel.store import LabelStore
 
 from .conftest import store_contents
@@ -14,10 +14,10 @@ from .conftest import store_contents
 
 def test_shards_cover_the_split_once_and_merge_equals_a_single_run(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    whole = run_stage("boxes", ds, "trainval", tmp_path / "whole", progress=False).store
+    whole = run("boxes", None, ds, "trainval", tmp_path / "whole", progress=False).store
     ids = []
     for i in range(3):
-        s = run_stage("boxes", ds, "trainval", tmp_path / "sharded", progress=False, shard=(i, 3))
+        s = run("boxes", None, ds, "trainval", tmp_path / "sharded", RunOptions(shard=(i, 3)), progress=False)
         assert s.store.parent.name == "boxes" and s.store.name.endswith(f".shard-{i}-of-3.h5")
         ids += LabelStore(s.store).ids
     assert sorted(ids) == sorted(r.image_id for r in ds.records("trainval"))  # each image exactly once
@@ -28,7 +28,7 @@ def test_shards_cover_the_split_once_and_merge_equals_a_single_run(voc_root, tmp
 
 def test_merge_names_the_missing_shard_and_the_command(voc_root, tmp_path):
     ds = open_dataset(voc_root)
-    run_stage("boxes", ds, "train", tmp_path, progress=False, shard=(0, 2))
+    run("boxes", None, ds, "train", tmp_path, RunOptions(shard=(0, 2)), progress=False)
     with pytest.raises(StoreError, match=r"\.shard-1-of-2\.h5 not finished.*--shard I/2"):
         merge_shards("boxes", ds, "train", tmp_path, 2)
 
@@ -37,8 +37,8 @@ def test_merge_refuses_shards_of_different_configurations(voc_root, tmp_path):
     from pseudolabel.stages import get_stage
     ds = open_dataset(voc_root)
     cfg = get_stage("grabcut").config_class
-    run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(0, 2), config=cfg(iterations=1))
-    run_stage("grabcut", ds, "train", tmp_path, progress=False, shard=(1, 2), config=cfg(iterations=2))
+    run("grabcut", cfg(iterations=1), ds, "train", tmp_path, RunOptions(shard=(0, 2)), progress=False)
+    run("grabcut", cfg(iterations=2), ds, "train", tmp_path, RunOptions(shard=(1, 2)), progress=False)
     # each configuration has its own key: shards of two never mix
     with pytest.raises(StoreError, match="shard stores of 2 configurations .*pass --key"):
         merge_shards("grabcut", ds, "train", tmp_path, 2)
@@ -49,17 +49,17 @@ def test_merge_refuses_shards_of_different_configurations(voc_root, tmp_path):
 
 def test_merge_refuses_shards_of_different_data(voc_root, tmp_path):
     import shutil
-    from pseudolabel.layout import shard_path as sp
+    from pseudolabel.core.output_root import shard_path as sp
     ds = open_dataset(voc_root)
-    a = run_stage("boxes", ds, "train", tmp_path / "a", progress=False, shard=(0, 2)).store
+    a = run("boxes", None, ds, "train", tmp_path / "a", RunOptions(shard=(0, 2)), progress=False).store
     other = voc_root.parent / "elsewhere" / "VOC2012"
     shutil.copytree(voc_root, other)
-    b = run_stage("boxes", open_dataset(other), "train", tmp_path / "a", progress=False, shard=(1, 2)).store
+    b = run("boxes", None, open_dataset(other), "train", tmp_path / "a", RunOptions(shard=(1, 2)), progress=False).store
     assert sp(a.with_name(a.name.split(".shard")[0] + ".h5"), 1, 2) == b
     with pytest.raises(StoreError, match="different dataset"):
         merge_shards("boxes", ds, "train", tmp_path / "a", 2)
 
 
 def test_bad_shard_spec_is_refused(voc_root, tmp_path):
-    with pytest.raises(ValueError, match="0 <= i < n"):
-        run_stage("boxes", open_dataset(voc_root), "train", tmp_path, progress=False, shard=(2, 2))
+    with pytest.raises(ConfigError, match="need 0 <= I < N"):
+        run("boxes", None, open_dataset(voc_root), "train", tmp_path, RunOptions(shard=(2, 2)), progress=False)

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 from pseudolabel.catalog import load_image, open_dataset
-from pseudolabel.classes import NUM_CLASSES
-from pseudolabel.errors import StoreError
-from pseudolabel.labels import box_masks, filling_rates, paint_smaller_on_top
-from pseudolabel.runner import run_stage
-from pseudolabel.layout import journal_dir as partial_dir
+from pseudolabel.core.classes import NUM_CLASSES
+from pseudolabel.core.errors import StoreError
+from pseudolabel.core.labels import box_masks, filling_rates, paint_smaller_on_top
+from pseudolabel.runner import run
+from pseudolabel.core.output_root import journal_dir as partial_dir
 from pseudolabel.store import FORMAT_VERSION, LabelStore, describe
 from pseudolabel.store.journal import Journal
 
 
 @pytest.fixture
 def boxes_store(voc_root, tmp_path):
-    summary = run_stage("boxes", open_dataset(voc_root), "train", tmp_path / "cache", progress=False)
+    summary = run("boxes", None, open_dataset(voc_root), "train", tmp_path / "cache", progress=False)
     return summary.store
 
 
@@ -143,12 +143,12 @@ def test_photos_of_different_sizes_batch_with_collate_padded(tmp_path):
     import torch
     from torch.utils.data import DataLoader
 
-    from pseudolabel.demo import build_demo_dataset
-    from pseudolabel.runner import run_stage
+    from pseudolabel.app.demo import build_demo_dataset
+    from pseudolabel.runner import run
     from pseudolabel.store import LabelDataset, collate_padded
 
     dataset = open_dataset(build_demo_dataset(tmp_path / "demo"))
-    store = LabelStore(run_stage("boxes", dataset, "train", tmp_path / "c", progress=False).store)
+    store = LabelStore(run("boxes", None, dataset, "train", tmp_path / "c", progress=False).store)
     ds = LabelDataset(store)
     with pytest.raises(RuntimeError):
         next(iter(DataLoader(ds, batch_size=4)))

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from pseudolabel.catalog import open_dataset
-from pseudolabel.detector import COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, coco_to_voc
-from pseudolabel.train_detector import TrainConfig, average_precision, train, voc_ap
+from pseudolabel.models.detector import COCO_WEIGHTS_FILE, VOC_TO_COCO, Detector, build_model, coco_to_voc
+from pseudolabel.app.train_detector import TrainConfig, train
+from pseudolabel.evaluation.detection import average_precision, voc_ap
 
 B = np.array([[10, 10, 50, 50]])
 FAR = np.array([100, 100, 140, 140])
@@ -75,7 +76,7 @@ def test_training_lowers_the_loss(voc_root, tmp_path):
 
 
 def test_divergence_is_reported_not_saved(voc_root, tmp_path):
-    from pseudolabel.errors import ConfigError
+    from pseudolabel.core.errors import ConfigError
     cfg = TrainConfig(init="none", min_size=64, min_size_train=(64,), max_size=96, warmup_images=2, lr=5.0,
                       batch_size=2, epochs=4, trainable_layers=5, rois_per_image=32)
     with pytest.raises(ConfigError, match="training diverged at iteration .*lower --lr"):

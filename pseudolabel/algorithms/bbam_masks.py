@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classes import IGNORE
+from ..core.classes import IGNORE
 from .bbam_params import BBAMParams
 
 MASK_STATUSES = ("map", "fallback", "fallback_unaccepted", "no_map_fallback", "no_map_unaccepted", "box", "empty")

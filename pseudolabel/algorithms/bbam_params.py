@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Checked, OptionError, option
+from ..core.config import Checked, OptionError, option
 
 
 @dataclass(frozen=True)

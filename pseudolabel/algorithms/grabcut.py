@@ -32,9 +32,9 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ..classes import IGNORE
-from ..config import Checked, OptionError, option
-from ..labels import box_mask
+from ..core.classes import IGNORE
+from ..core.config import Checked, OptionError, option
+from ..core.labels import box_mask
 
 # --- guard names -------------------------------------------------------------------------------
 DEGENERATE_BOX = "degenerate_box"

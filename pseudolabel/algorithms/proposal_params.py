@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import Checked, OptionError, option
+from ..core.config import Checked, OptionError, option
 
 _TERMS = ("boundary", "lab", "hsv", "texture", "size", "fill")
 """Names of the similarity terms, in the order of the weights in ``ProposalParams.strategies``."""

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import Checked, option
-from ..labels import box_masks, proposal_union
+from ..core.config import Checked, option
+from ..core.labels import box_masks, proposal_union
 
 if TYPE_CHECKING:
     import scipy.sparse as sparse

@@ -15,9 +15,9 @@ Three layouts are recognised under a data root:
   image VOC annotates, boxes come from its XML and ground truth from ``SegmentationClass``;
   otherwise both come from SBD.
 
-Stages never see files: they get :class:`~pseudolabel.records.ImageRecord` objects and call
+Stages never see files: they get :class:`~pseudolabel.core.records.ImageRecord` objects and call
 :func:`load_image`. Boxes are converted once, here, from VOC's 1-based inclusive corners to
-the package's 0-based half-open convention (see :mod:`pseudolabel.records`).
+the package's 0-based half-open convention (see :mod:`pseudolabel.core.records`).
 """
 from __future__ import annotations
 

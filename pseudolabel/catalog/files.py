@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 EDGE_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I": 65535.0}
 """Grey PNG modes of an edge map and the value that means "certainly a boundary"."""

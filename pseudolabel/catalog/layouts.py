@@ -5,8 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LayoutError
-from ..records import BadRecord, ImageRecord
+from ..core.errors import LayoutError
+from ..core.records import BadRecord, ImageRecord
 from .sbd import sbd_record
 from .voc import voc_record
 

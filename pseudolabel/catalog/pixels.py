@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..classes import NUM_CLASSES
-from ..errors import DataError
-from ..records import BadRecord, ImageRecord
+from ..core.classes import NUM_CLASSES
+from ..core.errors import DataError
+from ..core.records import BadRecord, ImageRecord
 from .sbd import load_mat_struct, read_sbd_instances
 
 def load_image(record: ImageRecord) -> np.ndarray:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import NUM_CLASSES
-from ..errors import DataError
-from ..records import BadRecord, ImageRecord, ObjectRecord
+from ..core.classes import NUM_CLASSES
+from ..core.errors import DataError
+from ..core.records import BadRecord, ImageRecord, ObjectRecord
 
 def load_mat_struct(path: Path, struct: str):
     from scipy.io import loadmat  # scipy comes with scikit-image; imported lazily (slow import)

@@ -7,9 +7,9 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..classes import CLASS_ID, VOC_CLASSES
-from ..errors import DataError
-from ..records import BadRecord, ImageRecord, ObjectRecord
+from ..core.classes import CLASS_ID, VOC_CLASSES
+from ..core.errors import DataError
+from ..core.records import BadRecord, ImageRecord, ObjectRecord
 
 def voc_record(voc: Path, image_id: str) -> ImageRecord | BadRecord:
     xml_path = voc / "Annotations" / f"{image_id}.xml"

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import PseudolabelError
+from ..core.errors import PseudolabelError
 
 
 class Group(click.Group):

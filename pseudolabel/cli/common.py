@@ -8,8 +8,8 @@ import typing
 import click
 
 from ..catalog import Dataset, open_dataset
-from ..config import config_from_mapping
-from ..errors import Notice
+from ..core.config import config_from_mapping
+from ..core.errors import Notice
 
 data_root_option = click.option(
     "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
@@ -30,7 +30,7 @@ def progress_enabled(ctx: click.Context) -> bool:
 
 
 def logger(ctx: click.Context, level: int = 0):
-    """Messages to stderr at ``level`` (0: unless -q); a :class:`~pseudolabel.errors.Notice` even with -q."""
+    """Messages to stderr at ``level`` (0: unless -q); a :class:`~pseudolabel.core.errors.Notice` even with -q."""
     def log(message: str) -> None:
         if ctx.find_root().obj.get("verbosity", 0) >= level or isinstance(message, Notice):
             click.echo(message, err=True)
@@ -41,24 +41,34 @@ def dataset_from(data_root: str | None) -> Dataset:
     return open_dataset(data_root)
 
 
-def store_file_path(cache: str, dataset: Dataset, split: str, stage: str):
-    """The path of the store a stage wrote under the output root, with a hint when there is
-    none yet."""
-    from ..errors import StoreError
-    from ..layout import OutputRoot, journal_dir
+def store_path(cache: str, dataset: Dataset, split: str, stage: str | None, store: str | None = None):
+    """The store a command means: ``store`` (``--store KEY|PATH``: a store file, or a cache key of
+    one under the output root, of ``stage`` when given) when given, else the current store of
+    ``stage`` (``boxes`` by default), with a hint when there is none yet."""
+    from ..core.errors import StoreError
+    from ..core.output_root import OutputRoot, journal_dir
 
-    path = OutputRoot(cache).current(dataset.name, split, stage)
+    root = OutputRoot(cache)
+    if store:
+        return root.find_store(dataset.name, split, store, stage)
+    stage = stage or "boxes"
+    path = root.current(dataset.name, split, stage)
     if not path.exists() and not journal_dir(path).exists():
-        raise StoreError(f"{path}: no such store; run `pseudolabel {stage} --split {split}` "
-                         f"with the same --data-root and --cache first")
+        raise StoreError(f"{path}: no such store; run `pseudolabel {stage} --split {split}` with the same "
+                         f"--data-root and --cache first (there is no {stage} store yet)")
     return path
 
 
-def open_store(cache: str, dataset: Dataset, split: str, stage: str):
-    """The label store a stage wrote under the output root."""
-    from ..store import LabelStore
+def label_stages() -> list[str]:
+    """The stages that make label stores: the ``--stage`` choices of commands that read labels."""
+    from ..stages import STAGES
+    return [name for name in STAGES if STAGES.output(name) == "labels"]
 
-    return LabelStore(store_file_path(cache, dataset, split, stage))
+
+def store_option(what: str):
+    return click.option("--store", default=None, metavar="KEY|PATH",
+                        help=f"{what} this store instead of --stage's current one: a store file, or the cache key "
+                             f"of one under --cache (`pseudolabel cache list` shows them; 4+ digits will do).")
 
 
 def field_docs(config_class: type) -> dict[str, str]:
@@ -118,6 +128,53 @@ def config_options(config_class: type):
             func = opt(func)
         return func
     return decorate
+
+
+def run_options(scope: str, *, network: bool = True, given_only: bool = False):
+    """Click options for the run options of ``scope`` (``stage`` or ``run``), generated from
+    :class:`~pseudolabel.runner.options.RunOptions`' fields (their help, choices and metavars);
+    ``network``: include ``--device`` and ``--gpus`` (commands of stages that run a network, and
+    ``run``). ``given_only``: an option left out is ``None`` (``pseudolabel run``, whose recipe
+    supplies the value), not the field's default. Values are checked by ``RunOptions`` itself."""
+    from ..runner.options import flag, fields_for
+
+    def decorate(func):
+        for f in reversed(fields_for(scope)):
+            meta = f.metadata
+            if meta["network"] and not network:
+                continue
+            names = [flag(f.name)] + ([meta["short"]] if meta["short"] else [])
+            help_text = meta["help"] + (" [default: the recipe's, else "
+                                         f"{_shown(f.default)}]" if given_only and f.type != "bool" else "")
+            if f.type == "bool":
+                opt = click.option(*names, f.name, is_flag=True, help=meta["help"])
+            else:                                  # parsed here, checked by RunOptions (one place)
+                metavar = meta["metavar"] or ("[" + "|".join(meta["choices"]) + "]" if meta["choices"] else None)
+                default = None if given_only else _shown(f.default)
+                opt = click.option(*names, f.name, type=int if f.type == "int" else str, default=default,
+                                   metavar=metavar, show_default=not given_only and default is not None,
+                                   help=help_text)
+            func = opt(func)
+        return func
+    return decorate
+
+
+def parse_run_options(values: dict):
+    """:class:`RunOptions` from this command's run option values; a bad value or combination is a
+    usage error (exit status 2) naming the options."""
+    from ..core.errors import ConfigError
+    from ..runner import RunOptions
+    try:
+        return RunOptions.from_layers(values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _shown(value):
+    """A run option's default as the command line writes it."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or None
+    return value
 
 
 def build_config(config_class: type, values: dict):

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import click
 
+from ..core.output_root import OutputRoot
 from ..export import FORMATS
-from ..layout import OutputRoot
-from ..stages import STAGES
+from ..store import LabelStore
 from . import cli
-from .common import open_store, cache_option, dataset_from, data_root_option, logger, progress_enabled, split_option
+from .common import (cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled,
+                     split_option, store_option, store_path)
 
 
 @cli.command("export")
 @data_root_option
 @cache_option
 @split_option
-@click.option("--stage", type=click.Choice(list(STAGES)), default="boxes", help="Stage whose store to export.")
+@click.option("--stage", type=click.Choice(label_stages()), default=None,
+              help="Stage whose store to export [default: boxes; with --store, any stage's].")
+@store_option("Export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="png",
               help="png: palette PNGs like VOC's SegmentationClass and SegmentationObject; "
                    "coco: OUT/instances_<split>.json, COCO instance segmentation with RLE masks; "
@@ -24,7 +27,7 @@ from .common import open_store, cache_option, dataset_from, data_root_option, lo
                    "<stage>-coco or <stage>-yolo beside it].")
 @click.option("--instances/--no-instances", default=True, help="png: also write SegmentationObject PNGs.")
 @click.pass_context
-def export_command(ctx, data_root, cache, split, stage, fmt, out, instances):
+def export_command(ctx, data_root, cache, split, stage, store, fmt, out, instances):
     """Write a store's labels in the format a trainer reads.
 
     png: OUT/SegmentationClass/<id>.png (0..20, 255) and OUT/SegmentationObject/<id>.png (object
@@ -35,7 +38,7 @@ def export_command(ctx, data_root, cache, split, stage, fmt, out, instances):
     from ..export import export_store
 
     dataset = dataset_from(data_root)
-    store = open_store(cache, dataset, split, stage)
-    out = out or OutputRoot(cache).export_dir(dataset.name, split, stage, fmt)
+    store = LabelStore(store_path(cache, dataset, split, stage, store))
+    out = out or OutputRoot(cache).export_dir(dataset.name, split, store.stage, fmt)
     _, line = export_store(store, out, fmt, split=split, instances=instances, progress=progress_enabled(ctx))
     logger(ctx)(line)

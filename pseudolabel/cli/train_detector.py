@@ -7,11 +7,11 @@ import click
 
 from . import cli
 from .common import build_config, cache_option, config_options, dataset_from, data_root_option, logger, \
-    progress_enabled, split_option
+    parse_run_options, progress_enabled, split_option
 
 
 def _config_class():
-    from ..train_detector import TrainConfig
+    from ..app.train_detector import TrainConfig
     return TrainConfig
 
 
@@ -35,13 +35,13 @@ def train_detector_command(ctx, data_root, cache, split, eval_split, out, device
     are never downloaded: a missing file is named with where to put it."""
     from pathlib import Path
 
-    from ..layout import OutputRoot
-    from ..train_detector import train
+    from ..core.output_root import OutputRoot
+    from ..app.train_detector import train
     dataset = dataset_from(data_root)
     config = build_config(_config_class(), values)
     out = Path(out) if out else OutputRoot(cache).detector_dir(dataset.name, split)
-    from ..device import describe, resolve
-    device = resolve(device)
+    from ..models.device import describe, resolve
+    device = resolve(parse_run_options({"device": device}).device)      # spelled as a run's --device
     logger(ctx)(f"train-detector [{split}] on {describe(device)}, learning rate {config.learning_rate:g}")
     result = train(dataset, split, out, config, device=device, eval_split=eval_split, force=force,
                    progress=progress_enabled(ctx), log=logger(ctx))

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import NUM_CLASSES, VOC_CLASSES
-from ..progress import Progress
+from ..core.classes import NUM_CLASSES, VOC_CLASSES
+from ..core.progress import Progress
 from ..store.reader import LabelStore
 
 

@@ -11,9 +11,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..classes import voc_palette
-from ..labels import instance_map
-from ..progress import Progress
+from ..core.classes import voc_palette
+from ..core.labels import instance_map
+from ..core.progress import Progress
 from ..store.reader import LabelStore
 
 _PALETTE = voc_palette().ravel().tolist()

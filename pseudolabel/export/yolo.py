@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import NUM_CLASSES, VOC_CLASSES
-from ..progress import Progress
+from ..core.classes import NUM_CLASSES, VOC_CLASSES
+from ..core.progress import Progress
 from ..store.reader import LabelStore
 
 MIN_POINTS = 3

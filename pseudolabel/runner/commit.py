@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from .. import __version__
-from ..classes import VOC_CLASSES
-from ..errors import DataError, StoreError
+from ..core.classes import VOC_CLASSES
+from ..core.errors import DataError, StoreError
 from ..store.entry import Entry
 from ..store.index import StoreFile
 from ..store.schema import FORMATS

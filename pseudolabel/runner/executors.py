@@ -8,7 +8,7 @@ function and the units; results come back to the run's process, the only writer.
 
 Parallel executors take the largest units first (most boxes, then most pixels), so no long image
 is left running alone at the end; order never changes a store (entries are keyed by id and
-written in split order). Several GPUs are not an executor but several runs (``devices.py``).
+written in split order). Several GPUs are not an executor but several runs (``gpus.py``).
 """
 from __future__ import annotations
 
@@ -20,10 +20,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import ConfigError, PseudolabelError
-
-BACKENDS = ("loky", "dask")
-
+from ..core.errors import ConfigError, PseudolabelError
 
 class WorkerDied(PseudolabelError):
     """A worker process ended abruptly (killed, out of memory, a crash in native code)."""
@@ -33,24 +30,6 @@ def _signal_of(exc: Exception) -> str:
     """'killed by SIGKILL' (or the like) from loky's message about a terminated worker."""
     found = re.search(r"\{(?:[^}]*\b)?(SIG[A-Z]+)", str(exc)) or re.search(r"(SIG[A-Z]+)", str(exc))
     return f"killed by {found.group(1)}" if found else "it ended abruptly"
-
-
-def cpu_count() -> int:
-    """Cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def resolve_jobs(jobs: int, log: Callable[[str], None] = lambda s: None) -> int:
-    """Worker processes for ``--jobs``: ``0`` means every core this process may use, and more
-    workers than cores are never started (they would only compete for them: a thousand once left
-    leaked semaphores behind)."""
-    if jobs < 0:
-        raise ValueError(f"--jobs must be 0 (all cores) or a positive number, not {jobs}")
-    cores = cpu_count()
-    if jobs > cores:
-        log(f"--jobs {jobs}: this process may use {cores} core(s); starting {cores} worker process(es)")
-        return cores
-    return cores if jobs == 0 else jobs
 
 
 class Serial:
@@ -139,22 +118,19 @@ class Dask:
 
 
 def make_executor(backend: str, jobs: int, units: int) -> Serial | Loky | Dask:
-    """The executor for ``units`` units of work: never more local workers than units."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    """The executor for ``units`` units of work (``backend`` and ``jobs`` as checked by
+    :class:`~pseudolabel.runner.options.RunOptions`): never more local workers than units."""
     if backend == "dask":
         return Dask()
     return Serial() if jobs == 1 or units <= 1 else Loky(min(jobs, units))
 
 
 @contextmanager
-def dask_client(address: str | None, timeout: str = "20s"):
+def dask_client(address: str, timeout: str = "20s"):
     """A ``distributed.Client`` connected to the scheduler at ``address`` for the duration of a
     run (joblib's dask backend sends work to the current client). Workers must reach the data
     root and the output root at the same paths as this process (a shared file system), and
     should run one thread each: ``dask worker ADDRESS --nthreads 1 --nworkers N``."""
-    if not address:
-        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
     try:
         from distributed import Client
     except ImportError:
@@ -172,11 +148,17 @@ def dask_client(address: str | None, timeout: str = "20s"):
 
 @contextmanager
 def backend_context(backend: str, scheduler: str | None):
-    """Nothing for ``loky``; a dask client for ``dask``."""
-    if backend == "dask":
+    """Nothing for ``loky``; a dask client for ``dask`` (opened once for a whole recipe: a step
+    inside it finds the client already current and opens none)."""
+    if backend == "dask" and not _CLIENTS:
         with dask_client(scheduler) as client:
-            yield client
+            _CLIENTS.append(client)
+            try:
+                yield client
+            finally:
+                _CLIENTS.pop()
     else:
-        if scheduler:
-            raise ConfigError("--scheduler is only used with --backend dask")
-        yield None
+        yield _CLIENTS[-1] if _CLIENTS else None
+
+
+_CLIENTS: list = []

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Dataset
-from ..config import config_json
-from ..errors import StoreError
-from ..layout import OutputRoot, shard_path
+from ..core.config import config_json
+from ..core.errors import StoreError
+from ..core.output_root import OutputRoot, shard_path
 from ..stages import get_stage
 from ..store.index import StoreIndex
 

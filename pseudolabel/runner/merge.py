@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import Dataset
-from ..errors import StoreError
-from ..layout import OutputRoot, point_current, shard_keys, shard_path
-from ..progress import Progress
+from ..core.errors import StoreError
+from ..core.output_root import OutputRoot, point_current, shard_keys, shard_path
+from ..core.progress import Progress
 from ..store.index import StoreFile
 from ..store.journal import run_lock
 from ..store.schema import COUNT_ATTRS

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import StoreError
-from ..layout import journal_dir
-from ..records import BadRecord, ImageRecord
+from ..core.errors import StoreError
+from ..core.output_root import journal_dir
+from ..core.records import BadRecord, ImageRecord
 from ..stages import Stage
 from ..store.index import StoreIndex
 from ..store.journal import Journal

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Notice
-from ..progress import format_seconds
+from ..core.errors import Notice
+from ..core.progress import format_seconds
 
 
 @dataclass

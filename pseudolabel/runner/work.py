@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import load_image
-from ..errors import DataError
-from ..records import ImageRecord
-from ..stages import get_stage
+from ..core.errors import DataError
+from ..core.records import ImageRecord
+from ..stages import StageContext, get_stage
 from ..store.entry import Entry, build_entry
 from ..store.reader import open_store
 
@@ -94,19 +94,20 @@ def _done(record: ImageRecord, result) -> Done:
     return Done(record.image_id, build_entry(record, result), dict(result.counts))
 
 
-def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: dict[str, str]) -> Outcome:
+def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: dict[str, str],
+                   context: StageContext) -> Outcome:
     stage = get_stage(stage_name)
     try:
         upstream = read_inputs(record, inputs)
         image = load_image(record) if stage.needs_image else None
-        result = stage.process_image(record, image, config, upstream)
+        result = stage.process_image(record, image, config, upstream, context)
     except DataError as err:
         return Failed(record.image_id, err.path, err.problem)
     return _done(record, result)
 
 
-def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...],
-                  inputs: dict[str, str]) -> list[Outcome]:
+def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...], inputs: dict[str, str],
+                  context: StageContext) -> list[Outcome]:
     """Images of one size through the stage's ``process_batch`` together. An image whose input is
     bad fails alone; if the batch itself raises a DataError, every image is redone alone so the
     error is attributed to its own image."""
@@ -124,23 +125,20 @@ def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...]
         upstreams.append(upstream)
         images.append(image)
     try:
-        results = stage.process_batch(ready, images, config, upstreams) if ready else []
+        results = stage.process_batch(ready, images, config, upstreams, context) if ready else []
     except DataError:
-        return [process_record(stage_name, config, r, inputs) for r in records]
+        return [process_record(stage_name, config, r, inputs, context) for r in records]
     for record, result in zip(ready, results):
         out[record.image_id] = _done(record, result)
     return [out[r.image_id] for r in records]
 
 
 def process_unit(stage_name: str, config: Any, records: tuple[ImageRecord, ...], inputs: dict[str, str],
-                 batched: bool = False, device: str | None = None) -> list[Outcome]:
+                 batched: bool = False, context: StageContext = StageContext()) -> list[Outcome]:
     """The worker function every executor runs: the outcomes of one unit of work, in order.
-    ``batched``: the unit goes through the stage's ``process_batch`` as one group; ``device``: the
-    device of a stage that runs a network, set in this process first."""
+    ``batched``: the unit goes through the stage's ``process_batch`` as one group; ``context``:
+    where the stage runs (the device of a stage that runs a network), handed to the stage."""
     _pin_threads()
-    if device is not None:
-        from .. import device as devices
-        devices.use(device)
     if batched:
-        return process_group(stage_name, config, records, inputs)
-    return [process_record(stage_name, config, r, inputs) for r in records]
+        return process_group(stage_name, config, records, inputs, context)
+    return [process_record(stage_name, config, r, inputs, context) for r in records]

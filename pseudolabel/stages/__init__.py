@@ -1,5 +1,5 @@
 """Registry of stages. Adding a stage: one module with a frozen config dataclass (deriving from
-``config.Checked``), a pure ``process_image(record, image, config, inputs) -> StageResult`` and a
+``config.Checked``), a pure ``process_image(record, image, config, inputs, context) -> StageResult`` and a
 module-level ``STAGE``, listed in ``_MODULES`` below (order = registration order: a stage after
 the stages it reads). ``docs/ARCHITECTURE.md`` walks through it.
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from ..results import ProposalResult, StageResult
-from .base import Stage
+from ..core.results import ProposalResult, StageResult
+from .base import CPU, Stage, StageContext
 
 _MODULES = ("boxes", "edges", "grabcut", "bbam", "proposals", "refine", "fuse")
 
@@ -38,15 +38,32 @@ class _Registry(Mapping):
     def __contains__(self, name: object) -> bool:      # Mapping's would import the stage
         return name in self._modules
 
-    def summary(self, name: str) -> str:
-        """A stage's one-line description without importing its module (``pseudolabel --help``
-        must not import torch): the first sentence of the module docstring, after "The ``x``
-        stage:"."""
+    def _source(self, name: str):
+        """The parsed source of a stage's module, read without importing it (``pseudolabel --help``
+        and option choices must not import torch)."""
         import ast
         from importlib.util import find_spec
         from pathlib import Path
-        spec = find_spec(f"{__name__}.{name}")
-        doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+        if name not in self._modules:
+            raise KeyError(name)
+        return ast.parse(Path(find_spec(f"{__name__}.{name}").origin).read_text(encoding="utf-8"))
+
+    def output(self, name: str) -> str:
+        """What a stage's store holds (``Stage.output``: ``labels``, ``proposals``, ``edges``),
+        without importing its module: the ``output=`` of its ``STAGE = Stage(...)``."""
+        import ast
+        if name in self._loaded:
+            return self._loaded[name].output
+        for node in ast.walk(self._source(name)):
+            if isinstance(node, ast.keyword) and node.arg == "output" and isinstance(node.value, ast.Constant):
+                return node.value.value
+        return "labels"
+
+    def summary(self, name: str) -> str:
+        """A stage's one-line description without importing its module: the first sentence of
+        the module docstring, after "The ``x`` stage:"."""
+        import ast
+        doc = ast.get_docstring(self._source(name)) or ""
         text = " ".join(doc.split())
         text = text.split(": ", 1)[1] if text.startswith("The ``") and ": " in text else text
         first = text.split(". ")[0].rstrip(".")
@@ -66,4 +83,4 @@ def get_stage(name: str) -> Stage:
         raise KeyError(f"unknown stage '{name}'; known: {', '.join(STAGES)}") from None
 
 
-__all__ = ["STAGES", "ProposalResult", "Stage", "StageResult", "get_stage"]
+__all__ = ["CPU", "STAGES", "ProposalResult", "Stage", "StageContext", "StageResult", "get_stage"]

@@ -2,19 +2,33 @@
 
 A stage never opens a store, never chooses its parallelism and never reads files other than
 through the catalog (the runner loads the image). ``process_image(record, image, config,
-inputs)`` returns a :class:`~pseudolabel.results.StageResult` (label stores) or a
-:class:`~pseudolabel.results.ProposalResult` (proposal stores); the store's entry adds what the
+inputs, context)`` returns a :class:`~pseudolabel.core.results.StageResult` (label stores) or a
+:class:`~pseudolabel.core.results.ProposalResult` (proposal stores); the store's entry adds what the
 record already knows (boxes, classes, flags) and the filling rates. ``inputs`` holds, per
 upstream stage the configuration names (``Stage.inputs(config)``), that stage's result for this
 image, read by the runner from its finished store: a :class:`~pseudolabel.store.Sample` with
-masks, or a :class:`~pseudolabel.store.Proposals`.
+masks, or a :class:`~pseudolabel.store.Proposals`; ``context`` is a :class:`StageContext` (the
+device of a stage that runs a network).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..results import ProposalResult, StageResult
+from ..core.results import ProposalResult, StageResult
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a stage's work runs, handed by the runner to ``process_image`` / ``process_batch``
+    with every image (as IRNet's workers get their device id): ``device`` is the torch device of a
+    stage that runs a network (``cpu``, ``cuda``, ``cuda:N``; resolved from ``--device`` once per
+    run), ``cpu`` for every other stage. Nothing about where a run runs is global to a process."""
+
+    device: str = "cpu"
+
+
+CPU = StageContext()
 
 
 def no_inputs(config: Any) -> tuple[str, ...]:
@@ -44,15 +58,15 @@ class Stage:
     """Called once before any work: raise a PseudolabelError for what would fail every image
     (e.g. missing detector weights)."""
     process_batch: Callable[..., list] | None = None
-    """Optional: ``(records, images, config, inputs) -> results``, several images of the same
+    """Optional: ``(records, images, config, inputs, context) -> results``, several images of the same
     size at once (one result per record, in order; each must equal what ``process_image``
     gives for that image alone). The runner uses it when ``batch_images(config) > 1``."""
     batch_images: Callable[[Any], int] = lambda config: 1
     """How many images of the same size the runner hands to ``process_batch`` at once."""
     uses_device: bool = False
     """The stage runs a network on a device (``--device``, ``--gpus``): the runner resolves the device
-    once, sets it in the process that runs the stage (``device.current()``) and runs one worker per
-    device whatever ``--jobs`` says."""
+    once, hands it to the stage in its :class:`StageContext` and runs one worker per device whatever
+    ``--jobs`` says."""
     recompose: Callable[..., Any] | None = None
     """Optional, for stages whose per-object masks another stage changes (``refine``):
     ``(sample, masks, planes) -> (H, W) uint8 label``, this stage's own rule for composing a label

@@ -11,9 +11,10 @@ No object silently vanishes: every object has a ``status_*`` flag saying how its
 made (``loose_status_*`` for its loose one; ``empty`` when a mask is empty), ``num_positives``
 (0 = no attribution map: its ``maps`` plane is all zero) and ``final_loss`` (NaN without a map).
 
-The detector is loaded once per process, on the run's device (``device.current()``, set by the
-runner from ``--device``; ``--gpus`` runs one process per GPU). The device is not part of the
-configuration: the same configuration on a CPU and a GPU is the same store.
+The detector is loaded once per process and device (``models.cache``), on the device the runner
+hands the stage (``StageContext``, from ``--device``; ``--gpus`` runs one process per GPU). The
+device is not part of the configuration: the same configuration on a CPU and a GPU is the same
+store.
 """
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import device as devices
 from ..algorithms.bbam_params import BBAMParams
-from ..records import ImageRecord
-from ..results import StageResult
-from .base import Stage
+from ..core.records import ImageRecord
+from ..core.results import StageResult
+from .base import CPU, Stage, StageContext
 
-TOY = "toy"
 
 
 @dataclass(frozen=True)
@@ -42,26 +41,10 @@ class BBAMConfig(BBAMParams):
     hub cache; 'toy' = the planted red-object detector (tests, trying the stage)."""
 
 
-_DETECTORS: dict[tuple, object] = {}
-
-
-def get_detector(config: BBAMConfig):
-    """The detector of ``config.weights`` on this process's device, loaded once per process. On a
-    GPU, cuDNN picks its fastest kernels for each input size (VOC's photos come in a few sizes)."""
-    device = devices.current()
-    key = (config.weights, config.min_size, config.max_size, device)
-    if key not in _DETECTORS:
-        from ..detector import Detector
-        if device.startswith("cuda"):
-            import torch
-            torch.backends.cudnn.benchmark = True
-        if config.weights == TOY:
-            from ..toydetector import toy_detector
-            _DETECTORS[key] = toy_detector(device, size=config.min_size)
-        else:
-            _DETECTORS[key] = Detector.from_checkpoint(config.weights or None, device=device,
-                                                       min_size=config.min_size, max_size=config.max_size)
-    return _DETECTORS[key]
+def get_detector(config: BBAMConfig, device: str):
+    """The detector of ``config.weights`` on ``device``, loaded once per process (``models.cache``)."""
+    from ..models import cache
+    return cache.detector(config.weights, config.min_size, config.max_size, device)
 
 
 def box_rng(seed: int, image_id: str, k: int):
@@ -89,18 +72,23 @@ class _Clock:
 
 
 def check_weights(config: BBAMConfig) -> None:
-    """Fail before any work when the weights are missing (a ConfigError naming the file)."""
-    get_detector(config)
+    """Fail before any work when the weights are missing or unreadable (a ConfigError naming the
+    file), without loading the detector in this process."""
+    from ..models import cache
+    if config.weights != cache.TOY:
+        from ..models.detector import check_checkpoint
+        check_checkpoint(config.weights or None)
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, inputs=None) -> StageResult:
-    return process_with(get_detector(config), record, image, config)
+def process_image(record: ImageRecord, image: np.ndarray, config: BBAMConfig, inputs=None,
+                  context: StageContext = CPU) -> StageResult:
+    return process_with(get_detector(config, context.device), record, image, config)
 
 
 def process_batch(records: list[ImageRecord], images: list[np.ndarray], config: BBAMConfig,
-                  inputs=None) -> list[StageResult]:
+                  inputs=None, context: StageContext = CPU) -> list[StageResult]:
     """Several photos of the same size: their boxes share the optimisation batches."""
-    return process_many(get_detector(config), records, images, config)
+    return process_many(get_detector(config, context.device), records, images, config)
 
 
 def process_with(det, record: ImageRecord, image: np.ndarray, config: BBAMParams,
@@ -115,9 +103,7 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
     """The per-image pipeline for photos of one size, their masks optimised in shared batches."""
     import torch
 
-    from ..algorithms.bbam import autocast, map_to_original, mask_stride, optimise_masks, select_positives
-    from ..algorithms.bbam_masks import MASK_STATUSES, bbam_label, crop_masks, published_masks
-    from ..algorithms.densecrf import dense_crf, dense_crf_batch
+    from ..algorithms.bbam import autocast, optimise_masks, select_positives
     clock = _Clock(det.device, timings)
     # 1. clean features, positives per box (input frame)
     prepared = []
@@ -143,36 +129,46 @@ def process_many(det, records: list[ImageRecord], images: list[np.ndarray], conf
         owners=[i for i, _ in items], prepared=[p[4] for p in prepared]) if items else ([], [])
     clock("optimise")
     # 3. per photo: maps in the original frame -> tight / loose masks -> the semantic label
-    results = []
-    for i, (record, image) in enumerate(zip(records, images)):
-        boxes_in, positives, scale, size, _ = prepared[i]
-        boxes, classes = record.boxes(), record.classes()
-        K, (H, W) = len(boxes), image.shape[:2]
-        maps = torch.zeros((K, H, W), device=det.device)
-        final_loss = np.full(K, np.nan, np.float32)
-        for (j, k), mask, loss in zip(items, masks, losses):
-            if j == i:
-                maps[k] = map_to_original(mask, size, (H, W), det.device)
-                final_loss[k] = loss
-        has_map = np.array([len(p) > 0 for p in positives])
-        if config.mask_rule == "crop":
-            strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
-            tight, loose, status, loose_status = crop_masks(image, maps.cpu().numpy(), boxes, has_map, strides,
-                                                            config, dense_crf)
-        else:
-            tight, loose, status, loose_status = published_masks(image, maps, boxes, has_map, config,
-                                                                 dense_crf_batch)
-        label = bbam_label(tight, loose, boxes, classes)
-        objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in MASK_STATUSES}
-        objects.update({f"loose_status_{s}": np.array([x == s for x in loose_status], np.uint8) for s in MASK_STATUSES})
-        objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
-        objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
-        objects["final_loss"] = final_loss
-        counts = {name: int(v.sum()) for name, v in objects.items() if name.startswith("status_") and v.any()}
-        results.append(StageResult(label=label, masks=tight, maps=maps.cpu().numpy(), planes={"loose_masks": loose},
-                                   objects=objects, counts=counts))
+    results = [_photo_result(det, i, record, image, prepared[i], items, masks, losses, config)
+               for i, (record, image) in enumerate(zip(records, images))]
     clock("masks")
     return results
+
+
+def _photo_result(det, i: int, record: ImageRecord, image: np.ndarray, prepared: tuple, items, masks, losses,
+                  config: BBAMParams) -> StageResult:
+    """Photo ``i`` of a batch: its boxes' maps in the original frame (from the optimised ``masks``
+    of ``items``), tight / loose masks as published, the label, per-object statuses."""
+    import torch
+
+    from ..algorithms.bbam import map_to_original, mask_stride
+    from ..algorithms.bbam_masks import MASK_STATUSES, bbam_label, crop_masks, published_masks
+    from ..algorithms.densecrf import dense_crf, dense_crf_batch
+    boxes_in, positives, scale, size, _ = prepared
+    boxes, classes = record.boxes(), record.classes()
+    K, (H, W) = len(boxes), image.shape[:2]
+    maps = torch.zeros((K, H, W), device=det.device)
+    final_loss = np.full(K, np.nan, np.float32)
+    for (j, k), mask, loss in zip(items, masks, losses):
+        if j == i:
+            maps[k] = map_to_original(mask, size, (H, W), det.device)
+            final_loss[k] = loss
+    has_map = np.array([len(p) > 0 for p in positives])
+    if config.mask_rule == "crop":
+        strides = np.array([mask_stride(b, size, config) / scale for b in boxes_in], np.float32)
+        tight, loose, status, loose_status = crop_masks(image, maps.cpu().numpy(), boxes, has_map, strides,
+                                                        config, dense_crf)
+    else:
+        tight, loose, status, loose_status = published_masks(image, maps, boxes, has_map, config, dense_crf_batch)
+    label = bbam_label(tight, loose, boxes, classes)
+    objects = {f"status_{s}": np.array([x == s for x in status], np.uint8) for s in MASK_STATUSES}
+    objects.update({f"loose_status_{s}": np.array([x == s for x in loose_status], np.uint8) for s in MASK_STATUSES})
+    objects["num_positives"] = np.array([len(p) for p in positives], np.int32)
+    objects["positive_iou_level"] = np.array([p.level for p in positives], np.float32)
+    objects["final_loss"] = final_loss
+    counts = {name: int(v.sum()) for name, v in objects.items() if name.startswith("status_") and v.any()}
+    return StageResult(label=label, masks=tight, maps=maps.cpu().numpy(), planes={"loose_masks": loose},
+                       objects=objects, counts=counts)
 
 
 def recompose(sample, masks: np.ndarray, planes: dict[str, np.ndarray] | None = None) -> np.ndarray:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Checked
-from ..labels import box_masks, paint_smaller_on_top
-from ..records import ImageRecord
-from ..results import StageResult
-from .base import Stage
+from ..core.config import Checked
+from ..core.labels import box_masks, paint_smaller_on_top
+from ..core.records import ImageRecord
+from ..core.results import StageResult
+from .base import CPU, Stage
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class BoxesConfig(Checked):
     """The filled-box baseline has no parameters."""
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: BoxesConfig, inputs=None) -> StageResult:
+def process_image(record: ImageRecord, image: np.ndarray, config: BoxesConfig, inputs=None, context=CPU) -> StageResult:
     """1. fill each box  2. paint larger boxes first, smaller on top."""
     boxes, classes = record.boxes(), record.classes()
     masks = box_masks(boxes, (record.height, record.width))

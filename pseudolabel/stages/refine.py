@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..algorithms.refine import REFINE_STATUSES, RefineParams, refine_masks, refine_tight_loose
-from ..config import option
-from ..errors import DataError
-from ..records import ImageRecord
-from ..results import StageResult
+from ..core.config import option
+from ..core.errors import DataError
+from ..core.records import ImageRecord
+from ..core.results import StageResult
 from . import get_stage
-from .base import Stage
+from .base import CPU, Stage
 
 SOURCES = ("grabcut", "bbam")
 """Stages whose per-object masks refine reads; each composes its label again with its own rule
@@ -43,7 +43,7 @@ def inputs(config: RefineConfig) -> tuple[str, ...]:
     return (config.source, "proposals")
 
 
-def process_image(record: ImageRecord, image, config: RefineConfig, inputs: dict) -> StageResult:
+def process_image(record: ImageRecord, image, config: RefineConfig, inputs: dict, context=CPU) -> StageResult:
     source, props = inputs[config.source], inputs["proposals"]
     boxes = record.boxes()
     if (source.masks.shape[0] != len(boxes) or not np.array_equal(source.boxes, boxes)

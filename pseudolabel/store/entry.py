@@ -12,10 +12,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..classes import IGNORE, NUM_CLASSES
-from ..labels import filling_rates
-from ..records import ImageRecord
-from ..results import EdgeResult, ProposalResult, StageResult
+from ..core.classes import IGNORE, NUM_CLASSES
+from ..core.labels import filling_rates
+from ..core.records import ImageRecord
+from ..core.results import EdgeResult, ProposalResult, StageResult
 from .schema import ChunkedArray, plain
 
 LABEL_ARRAYS = ("label", "masks", "maps", "boxes", "classes", "difficult", "truncated", "filling_rate")

@@ -11,8 +11,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import StoreError
-from ..layout import journal_dir
+from ..core.errors import StoreError
+from ..core.output_root import journal_dir
 from .entry import Entry
 from .journal import Journal
 from .schema import (EDGE_FORMAT_NAME, FORMAT_VERSIONS, small_metadata_cache, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
-from ..layout import lock_path
+from ..core.errors import StoreError
+from ..core.output_root import lock_path
 from .entry import Entry
 
 MANIFEST = "manifest.json"

@@ -17,9 +17,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import StoreError
-from ..labels import proposal_union
-from ..layout import journal_dir
+from ..core.errors import StoreError
+from ..core.labels import proposal_union
+from ..core.output_root import journal_dir
 from .entry import decoded, unpack_membership
 from .index import StoreIndex, open_checked, read_entry, require_store
 from .journal import Journal

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..catalog import load_image
-from ..records import ImageRecord
+from ..core.records import ImageRecord
 from .reader import LabelStore
 
 

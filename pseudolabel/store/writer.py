@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
-from ..layout import tmp_path
+from ..core.output_root import tmp_path
 from .entry import Entry
 from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, STR, index_checksum, small_metadata_cache
 

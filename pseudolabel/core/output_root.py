@@ -11,6 +11,7 @@
     <cache>/<dataset>/<split>/export/<stage>[-<fmt>]/         default folder of ``export``
     <cache>/<dataset>/<split>/detector/                       default folder of ``train-detector``
     <cache>/<dataset>/<split>/report/                         default folder of ``report``
+    <cache>/demo/dataset/, <cache>/demo/stores/, <cache>/demo/overlay.png    ``pseudolabel demo``
 
 ``key`` is the store's cache key (``runner.identity``), ``dataset`` the data root's folder name.
 Documented for users in ``docs/CACHE.md``.
@@ -22,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from .errors import StoreError
 
 SUFFIX = ".h5"
 _SHARD = re.compile(r"^(?P<key>[^.]+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)\.h5$")
@@ -56,6 +59,42 @@ class OutputRoot:
 
     def detector_dir(self, dataset: str, split: str) -> Path:
         return self.split_dir(dataset, split) / "detector"
+
+    def demo_dir(self) -> Path:
+        """``demo/``: what ``pseudolabel demo`` writes (its dataset, its output root, its picture)."""
+        return self.root / "demo"
+
+    def demo_dataset(self) -> Path:
+        return self.demo_dir() / "dataset"
+
+    def demo_stores(self) -> "OutputRoot":
+        """The demo's own output root (its stores under ``demo/stores/<dataset>/<split>/``)."""
+        return OutputRoot(self.demo_dir() / "stores")
+
+    def demo_overlay(self) -> Path:
+        return self.demo_dir() / "overlay.png"
+
+    def find_store(self, dataset: str, split: str, spec: str, stage: str | None = None) -> Path:
+        """The store a user names with ``--store``: a path to a store file, or the cache key of a
+        store of ``dataset``/``split`` under this root (of ``stage`` when given; a unique prefix of
+        at least 4 digits will do, as ``cache list`` shows them). A StoreError says what was
+        looked for otherwise."""
+        path = Path(spec)
+        if path.is_file():
+            return path
+        where = self.split_dir(dataset, split)
+        found = []
+        if re.fullmatch(r"[0-9a-f]{4,12}", spec) and where.is_dir():
+            found = sorted(p for p in where.glob(f"{stage or '*'}/{spec}*{SUFFIX}")
+                           if (parse(p) or ("", ""))[0] == "store")
+        if len(found) == 1:
+            return found[0]
+        what = f"{stage} store" if stage else "store"
+        if found:
+            raise StoreError(f"{spec}: the key of {len(found)} {what}s under {where} "
+                             f"({', '.join(p.parent.name + '/' + p.name for p in found)}); give more digits")
+        raise StoreError(f"{spec}: neither a store file nor the cache key of a {what} of {dataset} [{split}] under "
+                         f"{self.root}; `pseudolabel cache list` shows the keys")
 
     def scan(self) -> Iterator["Found"]:
         """Every store, shard and journal under the root, in path order (for ``cache list``)."""

@@ -26,13 +26,12 @@ import numpy as np
 from PIL import Image
 
 from . import overlay
-from .catalog import Dataset
-from .classes import NUM_CLASSES, VOC_CLASSES
-from .errors import ConfigError
-from .evaluate import evaluate_store
-from .layout import OutputRoot
-from .progress import Progress
-from .store.reader import LabelStore
+from ..catalog import Dataset
+from ..core.classes import NUM_CLASSES, VOC_CLASSES
+from ..core.errors import ConfigError
+from ..evaluation.semantic import evaluate_store
+from ..core.progress import Progress
+from ..store.reader import LabelStore
 
 SMALL, LARGE = 160, 480
 
@@ -137,32 +136,35 @@ th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 img.plot{max-width:100%}"""
 
 
-def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages: list[str],
-                 out: str | os.PathLike | None = None, *, examples: int = 3, progress: bool = True,
+def build_report(dataset: Dataset, split: str, stores: list[tuple[str, str | os.PathLike]],
+                 out: str | os.PathLike, *, examples: int = 3, progress: bool = True,
                  log: Callable[[str], None] = lambda s: None) -> Path:
-    """Write the report of ``stages`` (their current stores under ``cache``) and return the page."""
-    if not stages:
-        raise ConfigError("report: no stages given; e.g. --stages grabcut,refine,fuse")
-    if len(set(stages)) != len(stages):
-        raise ConfigError(f"report: a stage is listed twice in {','.join(stages)}")
-    root = OutputRoot(cache)
-    figures = []
-    for name in stages:
-        path = root.current(dataset.name, split, name)
-        if not path.exists():
-            raise ConfigError(f"report: no {name} store for split '{split}' of {dataset.name} under {cache} "
-                              f"({path}); run `pseudolabel {name} --split {split}` first")
-        figures.append(_stage_figures(name, LabelStore(path), dataset, split, progress))
-    out = Path(out) if out is not None else root.report_dir(dataset.name, split)
+    """Write the report of ``stores`` (``(name shown, store path)`` pairs, side by side in that
+    order; examples chosen by the last one) into the folder ``out``; returns the page."""
+    if not stores:
+        raise ConfigError("report: no stores given; e.g. --stages grabcut,refine,fuse")
+    names = [name for name, _ in stores]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"report: {','.join(names)} lists a store twice")
+    figures = [_stage_figures(name, LabelStore(path), dataset, split, progress) for name, path in stores]
+    out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-
     classes = [c for c in VOC_CLASSES if any(f.report["per_class"][c] is not None for f in figures)]
     _bars(out / "iou_per_class.png", f"IoU per class [{split}]", "IoU (%)",
           {f.name: f.report["per_class"] for f in figures}, classes)
     fill_classes = [c for c in VOC_CLASSES[1:] if any(c in f.filling for f in figures)]
     _bars(out / "filling_rate.png", "Mean filling rate per class (labelled share of the class's boxes)",
           "filling rate", {f.name: {c: v["mean"] for c, v in f.filling.items()} for f in figures}, fill_classes)
+    blocks = _example_blocks(figures, out, examples, progress)
+    index = out / "index.html"
+    index.write_text(_page(dataset, split, figures, fill_classes, blocks, examples), encoding="utf-8")
+    log(f"report of {', '.join(names)} on {len(figures[-1].report['per_image'])} images: {index}")
+    return index
 
+
+def _example_blocks(figures: list[StageFigures], out: Path, examples: int, progress: bool) -> list[str]:
+    """The worst, median and best images by the last store's mIoU: their overlays (small and
+    large) and the legend of the classes shown, written under ``out``; the page's blocks."""
     picks = _examples(figures[-1].report["per_image"], examples)
     miou = {f.name: {p["image_id"]: p["miou"] for p in f.report["per_image"]} for f in figures}
     shown = set()
@@ -181,7 +183,12 @@ def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages:
         bar.update()
     bar.close()
     overlay.legend(shown or {15}, 900).save(out / "legend.png")
+    return blocks
 
+
+def _page(dataset: Dataset, split: str, figures: list[StageFigures], fill_classes: list[str], blocks: list[str],
+          examples: int) -> str:
+    """The HTML of the page."""
     summary = _table(["stage", "mIoU", "mIoU (255 = bg)", "coverage", "images", "failed", "store"],
                      [[f.name, _f(f.report["miou"]), _f(f.report["miou_ignore_as_background"]),
                        f"{100 * f.report['coverage']:.2f}%" if f.report["coverage"] is not None else "-",
@@ -192,23 +199,20 @@ def build_report(dataset: Dataset, split: str, cache: str | os.PathLike, stages:
     flag_rows = [[f.name, k, v, f"{100 * v / max(f.objects, 1):.1f}%"] for f in figures for k, v in sorted(f.flags.items())]
     flags = (_table(["stage", "per-object flag", "objects", "share"], flag_rows) if flag_rows
              else "<p>No stage here records per-object flags.</p>")
-    page = f"""<!DOCTYPE html>
+    names = ", ".join(f.name for f in figures)
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>pseudolabel report: {html.escape(dataset.name)} [{html.escape(split)}]</title>
 <style>{CSS}</style></head><body>
-<h1>Pseudo labels of {html.escape(dataset.name)} [{html.escape(split)}]: {html.escape(", ".join(stages))}</h1>
+<h1>Pseudo labels of {html.escape(dataset.name)} [{html.escape(split)}]: {html.escape(names)}</h1>
 <p>Scored against the split's human masks ({html.escape(str(dataset.root))}); ground-truth 255 excluded;
 coverage is the share of ground-truth pixels a stage commits to (not 255).</p>
 <h2>Summary</h2>{summary}
 <h2>IoU per class</h2><img class="plot" src="iou_per_class.png" alt="IoU per class">
 <h2>Filling rate per class</h2><img class="plot" src="filling_rate.png" alt="filling rate per class">{fill}
 <h2>Guards, fallbacks and statuses</h2>{flags}
-<h2>Examples</h2><p>The {examples} worst, median and best images by the mIoU of {html.escape(stages[-1])}
+<h2>Examples</h2><p>The {examples} worst, median and best images by the mIoU of {html.escape(figures[-1].name)}
 (of the classes in each image): the photo with its boxes, then each stage's labels. Click for a larger picture.</p>
 <img src="legend.png" alt="legend">
 {"".join(blocks) or "<p>No scored images.</p>"}
 </body></html>
 """
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    log(f"report of {', '.join(stages)} on {len(figures[-1].report['per_image'])} images: {index}")
-    return index

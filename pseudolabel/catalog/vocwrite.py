@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 from xml.sax.saxutils import escape
 
-from .records import ObjectRecord
+from ..core.records import ObjectRecord
 
 
 def voc_xml(image_id: str, width: int, height: int, objects: Iterable[ObjectRecord], depth: int = 3) -> str:

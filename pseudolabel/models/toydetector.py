@@ -2,7 +2,7 @@
 of the pixels, so BBAM's true attribution is known (tests, the CPU benchmark, and trying the
 ``bbam`` stage without detector weights).
 
-Frames and parts (torchvision's own classes; :class:`~pseudolabel.detector.Detector` calls
+Frames and parts (torchvision's own classes; :class:`~pseudolabel.models.detector.Detector` calls
 them exactly as it calls a real detector):
 - transform: mean / std of 0.5 (so mid-grey normalises to 0), short side ``size``;
 - backbone: the normalised image itself, one feature level ``"0"`` at stride 1, 3 channels;
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .classes import NUM_CLASSES
+from ..core.classes import NUM_CLASSES
 from .detector import Detector
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .classes import IGNORE, VOC_CLASSES, voc_palette
+from ..core.classes import IGNORE, VOC_CLASSES, voc_palette
 
 PALETTE = voc_palette()
 TINT = 0.6          # weight of the class colour over the photo inside a region

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .classes import NUM_CLASSES
-from .errors import ConfigError
+from ..core.classes import NUM_CLASSES
+from ..core.errors import ConfigError
 
 COCO_WEIGHTS_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
 """torchvision's COCO Faster R-CNN (ResNet-50-FPN v1) weights, under this name in the torch hub
@@ -122,6 +122,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     return state
 
 
+def check_checkpoint(path: str | os.PathLike | None) -> None:
+    """A ConfigError naming the file when the checkpoint at ``path`` (None: the COCO weights in the
+    torch hub cache) is missing or not a Faster R-CNN state dict; reads it, builds nothing."""
+    path = Path(path) if path else default_weights()
+    _num_classes(path, read_checkpoint(path))
+
+
+def _num_classes(path: Path, state: dict[str, Tensor]) -> int:
+    """The classes of a checkpoint's predictor: 21 (VOC) or 91 (COCO), or a ConfigError."""
+    n = int(state["roi_heads.box_predictor.cls_score.weight"].shape[0])
+    if n not in (NUM_CLASSES, 91):
+        raise ConfigError(f"{path}: a detector with {n} classes; expected 21 (VOC) or 91 (COCO)")
+    return n
+
+
 class Detector:
     """A frozen torchvision Faster R-CNN seen as ``features`` + ``head`` on fixed proposals,
     with 21 VOC-ordered classes whatever the model was trained on.
@@ -156,9 +171,7 @@ class Detector:
         :func:`default_weights`. A missing file is a :class:`ConfigError` naming it."""
         path = Path(path) if path else default_weights()
         state = read_checkpoint(path)
-        n = int(state["roi_heads.box_predictor.cls_score.weight"].shape[0])
-        if n not in (NUM_CLASSES, 91):
-            raise ConfigError(f"{path}: a detector with {n} classes; expected 21 (VOC) or 91 (COCO)")
+        n = _num_classes(path, state)
         model = build_model(n, min_size, max_size)
         model.load_state_dict(state)
         return cls(model, None if n == NUM_CLASSES else (0, *VOC_TO_COCO), device)

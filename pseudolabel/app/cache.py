@@ -10,10 +10,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
-from .layout import OutputRoot, lock_path
-from .store.index import StoreIndex
-from .store.journal import lock_held
+from ..core.errors import StoreError
+from ..core.output_root import OutputRoot, lock_path
+from ..store.index import StoreIndex
+from ..store.journal import lock_held
 
 
 @dataclass
@@ -32,6 +32,7 @@ class CacheEntry:
     failed: int | None = None
     completed: str = ""
     config: str = ""
+    options: dict | None = None    # the configuration's options that differ from the stage's defaults
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -54,6 +55,18 @@ def _counts(entry: CacheEntry) -> None:
     entry.images, entry.done, entry.failed = len(index.ids), index.num_done, index.num_failed
     entry.completed = str(index.meta.get("completed", ""))
     entry.config = json.dumps(index.meta.get("config", ""), sort_keys=True)
+    entry.options = non_defaults(entry.stage, index.meta.get("config"))
+
+
+def non_defaults(stage: str, config) -> dict | None:
+    """The options of a stored configuration that differ from its stage's defaults today (``{}``:
+    all defaults); None when the stage or configuration is unknown."""
+    from ..core.config import config_to_mapping
+    from ..stages import STAGES
+    if stage not in STAGES or not isinstance(config, dict):
+        return None
+    defaults = config_to_mapping(STAGES[stage].config_class())
+    return {k: v for k, v in sorted(config.items()) if defaults.get(k, object()) != v}
 
 
 def scan(cache: str | os.PathLike) -> list[CacheEntry]:

@@ -2,7 +2,7 @@
 masks into one semantic map, Box2Seg's filling rates, instance maps, and decoding proposals
 (unions of superpixels).
 
-All arrays are in the original image frame; boxes follow :mod:`pseudolabel.records`.
+All arrays are in the original image frame; boxes follow :mod:`pseudolabel.core.records`.
 """
 from __future__ import annotations
 
