@@ -121,7 +121,7 @@ def test_stage_evaluate_export_info_through_the_cli(invoke, voc_root, tmp_path):
         assert ((inst > 0) == (store[image_id].label > 0)).all()
 
     info = invoke("info", tmp_path / "cache" / "VOC2012" / "train" / "boxes.h5").output
-    assert "pseudolabel.labelstore v2" in info and "6 done, 0 failed, 6 total" in info and "KiB" in info
+    assert "pseudolabel.labelstore v3" in info and "6 done, 0 failed, 6 total" in info and "KiB" in info
     assert json.loads(invoke("info", "--json", "--check", store.path).stdout)["num_done"] == 6
 
 

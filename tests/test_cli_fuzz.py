@@ -30,6 +30,8 @@ from .synth import make_voc_tree
 
 EXAMPLES = int(os.environ.get("PSEUDOLABEL_FUZZ_EXAMPLES", "25"))
 COMMANDS = ("boxes", "grabcut", "bbam", "proposals", "refine", "fuse")
+PARSED_ONLY = ("edges",)
+"""Stage commands fuzzed by the parsing pass only (edges runs HED, which needs weights)."""
 
 
 def _config_class(command: str):
@@ -53,8 +55,10 @@ def _any_value(kind) -> st.SearchStrategy[str]:
     return st.one_of(st.text(max_size=12), junk)
 
 
-COMMON = {"jobs": int, "shard": str, "on_error": str, "backend": str}
-"""Options every stage command has, fuzzed with its own."""
+COMMON = {"jobs": int, "shard": str, "on_error": str, "backend": str, "scheduler": str, "device": str,
+          "gpus": str, "max_objects": int}
+"""Run options and dataset options of stage commands, fuzzed with the stage's own (``device`` and
+``gpus`` only where a network runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +73,9 @@ def _options(command: str, values: st.DataObject, draw_value) -> list[tuple[str,
     hints = typing.get_type_hints(cls)
     fields = [(f, hints[f.name]) for f in dataclasses.fields(cls) if hints[f.name] is not bool]
     if command != "train-detector":
-        fields += [(_Common(name), kind) for name, kind in COMMON.items()]
+        network = get_stage(command).uses_device
+        fields += [(_Common(name), kind) for name, kind in COMMON.items()
+                   if network or name not in ("device", "gpus")]
     chosen = values.draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3, unique_by=lambda f: f[0].name))
     return [(f"--{f.name.replace('_', '-')}", values.draw(draw_value(f, kind))) for f, kind in chosen]
 
@@ -106,7 +112,7 @@ def _assert_named_or_ran(result, options, command):
     assert any(name in result.output for name in names), (command, options, result.output)
 
 
-@pytest.mark.parametrize("command", COMMANDS + ("train-detector",))
+@pytest.mark.parametrize("command", COMMANDS + PARSED_ONLY + ("train-detector",))
 @settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.data())
 def test_any_option_value_is_taken_or_refused_naming_the_option(tiny, no_runs, command, values):
@@ -226,3 +232,94 @@ def test_every_bound_is_enforced_naming_the_option(tiny, no_runs, command, name,
 def test_work_side_below_the_coarse_minimum_is_refused(tiny, no_runs):
     result = CliRunner().invoke(cli, ["grabcut", "--data-root", str(tiny), "--work-side", "5"])
     assert result.exit_code == 1 and "--work-side: must be 0 (no downscaling) or at least 32 px" in result.output
+
+
+# ----------------------------------------------------------------------- every other command
+OTHERS = ("evaluate", "evaluate-proposals", "export", "info", "merge", "report", "run", "cache list",
+          "cache clean", "demo")
+"""Every command that is not a stage's: its options (and arguments) fuzzed, run for real on the
+tiny data and its stores (``demo`` only parsed: its work is the stages'), inside a scratch folder."""
+PATHS = st.sampled_from(["", ".", "out", "out/sub", "x.h5", "/dev/null", "/proc/nope/x", "a\x00b", "..",
+                         "nonexistent/deeper", "\u00e9t\u00e9", " ", "-"])
+
+
+def _value_for(param) -> st.SearchStrategy[str]:
+    import click
+    junk = st.sampled_from(["", "abc", "-1", "0", "1e999", "nan", "∞", "0/0", "1/2", "tcp://127.0.0.1:1"])
+    if isinstance(param.type, click.Choice):
+        return st.one_of(st.sampled_from(list(param.type.choices)), junk)
+    if isinstance(param.type, (click.types.IntParamType, click.IntRange)):
+        return st.one_of(st.integers(-(2 ** 40), 2 ** 40).map(str), junk)
+    if isinstance(param.type, (click.Path,)):
+        return st.one_of(PATHS, junk)
+    return st.one_of(junk, PATHS, st.text(max_size=10))
+
+
+def _command(path: str):
+    import click
+    ctx = click.Context(cli)
+    command = cli.get_command(ctx, path.split()[0])
+    return command.get_command(ctx, path.split()[1]) if " " in path else command
+
+
+@pytest.fixture(scope="module")
+def stores(tiny, tmp_path_factory):
+    """An output root holding boxes, grabcut and proposals stores of the tiny data, and a recipe."""
+    cache = tmp_path_factory.mktemp("stores")
+    for stage in ("boxes", "grabcut", "proposals"):
+        assert CliRunner().invoke(cli, ["-q", stage, "--data-root", str(tiny), "--cache", str(cache)]).exit_code == 0
+    recipe = cache / "r.toml"
+    recipe.write_text('[[step]]\nstage = "boxes"\n[[step]]\nexport = "boxes"\n')
+    return cache, recipe
+
+
+@pytest.mark.parametrize("path", OTHERS)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.data())
+def test_every_option_of_every_other_command_runs_or_is_refused(tiny, stores, monkeypatch, path, values):
+    import pseudolabel.cli.demo as demo_cli
+    cache, recipe = stores
+    monkeypatch.setattr(demo_cli, "run_demo", lambda *a, **k: None)
+    command = _command(path)
+    params = [p for p in command.params if p.name not in ("help", "verbose", "quiet")
+              and getattr(p, "param_type_name", "") == "option" and not p.hidden]
+    chosen = values.draw(st.lists(st.sampled_from(params), min_size=1, max_size=3, unique_by=lambda p: p.name))
+    args = path.split() + {"info": [str(cache / "VOC2012" / "train" / "boxes.h5")], "run": [str(recipe)]}.get(path, [])
+    if "data_root" in {p.name for p in command.params} and "data_root" not in {p.name for p in chosen}:
+        args += ["--data-root", str(tiny)]
+    if path != "demo" and "cache" not in {p.name for p in chosen} and "cache" in {p.name for p in command.params}:
+        args += ["--cache", str(cache)]
+    options = []
+    for p in chosen:
+        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+            args.append(p.opts[0])
+            options.append((p.opts[0], ""))
+        else:
+            value = values.draw(_value_for(p))
+            args += [p.opts[0], value]
+            options.append((p.opts[0], value))
+    with tempfile.TemporaryDirectory() as scratch:
+        result = _invoke_in(scratch, args, cache)
+    _assert_clean(result, path, options)
+
+
+def _assert_clean(result, command, options) -> None:
+    """It ran, or stopped with one line (click's usage errors end with one ``Error:`` line too)."""
+    assert "Traceback" not in result.output, (command, options, result.output)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code in (0, 1, 2), (command, options, result.exit_code, result.output)
+    if result.exit_code:
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and result.output.rstrip().endswith(errors[0].rstrip()), (command, options,
+                                                                                          result.output)
+
+
+def _invoke_in(folder: str, args: list[str], cache) -> object:
+    """The CLI run with ``folder`` as the working folder (relative paths land there)."""
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        return CliRunner().invoke(cli, ["-q", *args], env={"PSEUDOLABEL_CACHE": str(cache)})
+    finally:
+        os.chdir(here)

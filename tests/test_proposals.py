@@ -265,7 +265,7 @@ def test_proposal_stores_of_format_1_and_2_give_the_same_refine_store(voc_root, 
     images = {k: v for k, v in store_contents(refined).items() if k.startswith("images")}
     props = tmp_path / "VOC2012" / "train" / "proposals.h5"
     store = ProposalStore(props)
-    assert store.meta["format_version"] == 2
+    assert store.meta["format_version"] == 3
     before = {i: store[i].membership for i in store.ids}
     store.close()
     with h5py.File(props, "r+") as f:                 # rewrite it as format 1 in place (no checksums)

@@ -120,7 +120,7 @@ def test_missing_weights_stop_the_recipe_before_any_step(invoke, voc_root, tmp_p
     ('[[step]]\nstage = "boxes"\nexport = "boxes"\n', "exactly one of stage"),
     ('[[step]]\nstage = "grabcut"\n[step.config]\niteration = 3\n', "unknown option 'iteration' for stage 'grabcut'; known:"),
     ('[[step]]\nstage = "grabcut"\n[step.config]\niterations = "five"\n', "step 1 (stage grabcut): iterations: must be a whole number, got 'five'"),
-    ('[[step]]\nstage = "grabcut"\n[step.config]\niterations = -1\n', "step 1 (stage grabcut): iterations: must be >= 1, got -1"),
+    ('[[step]]\nstage = "grabcut"\n[step.config]\niterations = -1\n', "step 1 (stage grabcut): iterations: must be >= 1, <= 100, got -1"),
     ('[[step]]\nexport = "proposals"\n', "only label stores can be exported"),
     ('[[step]]\nstage = "boxes"\ngpu = "0"\n', "unknown key(s) gpu for a stage step"),
     ('[[step]\nstage = "boxes"\n', "not valid TOML"),

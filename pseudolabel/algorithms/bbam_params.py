@@ -12,36 +12,36 @@ class BBAMParams(Checked):
     """Every constant of BBAM, with the published values."""
 
     # -- proposals and positives (step 2 of the module docstring) --
-    num_jitter: int = option(1000, ge=1)
+    num_jitter: int = option(1000, ge=1, le=100_000)
     """Jittered copies of each GT box."""
     jitter: float = option(0.3, ge=0, le=1)
     """Each corner moves by U(-jitter, jitter) times the box width (x) or height (y)."""
     iou_levels: tuple[float, ...] = option((0.9, 0.85, 0.8), gt=0, lt=1, nonempty=True)
     """IoU cascade of the released code: the first level with more than max_positives wins."""
-    max_positives: int = option(100, ge=1)
+    max_positives: int = option(100, ge=1, le=100_000)
     """Positives kept per box."""
     # -- mask optimisation (step 3) --
-    stride_min: float = option(16.0, gt=0)
+    stride_min: float = option(16.0, gt=0, le=1000)
     """Mask stride for a tiny box (input pixels per mask cell)."""
-    stride_range: float = option(48.0, ge=0)
+    stride_range: float = option(48.0, ge=0, le=1000)
     """Added stride for a box covering the whole image: s = stride_min + stride_range * sqrt(area ratio)."""
-    box_weight: float = option(0.5, ge=0)
+    box_weight: float = option(0.5, ge=0, le=10**6)
     """Weight of the mean absolute difference of the GT class's 4 regression deltas."""
-    class_weight: float = option(0.5, ge=0)
+    class_weight: float = option(0.5, ge=0, le=10**6)
     """Weight of the absolute difference of the GT class's softmax probability."""
-    l1_weight: float = option(0.007, ge=0)
+    l1_weight: float = option(0.007, ge=0, le=10**6)
     """lambda: weight of sum(M) over mask cells (a sum, not a mean)."""
-    tv_weight: float = option(1e-4, ge=0)
+    tv_weight: float = option(1e-4, ge=0, le=10**6)
     """gamma: weight of the total-variation term."""
-    tv_power: float = option(3.0, gt=0)
+    tv_power: float = option(3.0, gt=0, le=10)
     """beta: exponent of the absolute neighbour differences in the TV term."""
-    lr: float = option(0.02, gt=0)
+    lr: float = option(0.02, gt=0, le=100)
     """Adam learning rate (no schedule)."""
-    steps: int = option(300, ge=0)
+    steps: int = option(300, ge=0, le=100_000)
     """Adam steps (no early stop)."""
-    min_size: int = option(800, ge=32)
+    min_size: int = option(800, ge=32, le=4096)
     """Network input: short side (torchvision's rule; the paper's 800)."""
-    max_size: int = option(1333, ge=32)
+    max_size: int = option(1333, ge=32, le=8192)
     """Network input: long side at most."""
     # -- maps to masks and labels (bbam_masks.py, as the published get_top_CRF) --
     mask_rule: str = option("published", choices=("published", "crop"))
@@ -49,27 +49,27 @@ class BBAMParams(Checked):
     the wide blur and the CRF over the whole image, the published fallbacks); crop: pseudolabel
     0.1.0's (rank seeds, sigma = stride / 4, the CRF on the box crop), which kept more of a good map
     on maps made from human masks (docs/BBAM.md)."""
-    tight_rank: float = option(0.85, lt=1)
+    tight_rank: float = option(0.85, lt=1, ge=0)
     """theta_fg: the map is divided by the value of rank int(A (1 - tight_rank)) of the box's A
     pixels (descending) before the tight mask's blur and CRF: the top 15% saturate."""
-    loose_rank: float = option(0.2, gt=0)
+    loose_rank: float = option(0.2, gt=0, le=1)
     """theta_bg: the same rank for the loose mask (the top 80% saturate)."""
-    blur_min: float = option(16.0, ge=0)
+    blur_min: float = option(16.0, ge=0, le=1000)
     """The blur's sigma and half window is int(blur_min + blur_range * sqrt(box area / image area))
     original pixels (published: 16 + 48 sqrt(A / WH), a window of 2 sigma + 1)."""
-    blur_range: float = option(48.0, ge=0)
+    blur_range: float = option(48.0, ge=0, le=1000)
     """See blur_min."""
-    crf_iterations: int = option(10, ge=0)
+    crf_iterations: int = option(10, ge=0, le=1000)
     """Dense CRF mean-field iterations."""
-    crf_gaussian_sxy: float = option(1.0, gt=0)
+    crf_gaussian_sxy: float = option(1.0, gt=0, le=1000)
     """Dense CRF smoothness kernel: spatial standard deviation (pixels)."""
-    crf_gaussian_weight: float = option(3.0, ge=0)
+    crf_gaussian_weight: float = option(3.0, ge=0, le=1000)
     """Dense CRF smoothness kernel: weight."""
-    crf_bilateral_sxy: float = option(80.0, gt=0)
+    crf_bilateral_sxy: float = option(80.0, gt=0, le=1000)
     """Dense CRF appearance kernel: spatial standard deviation (pixels)."""
-    crf_bilateral_srgb: float = option(3.0, gt=0)
+    crf_bilateral_srgb: float = option(3.0, gt=0, le=1000)
     """Dense CRF appearance kernel: colour standard deviation (0..255 units)."""
-    crf_bilateral_weight: float = option(4.0, ge=0)
+    crf_bilateral_weight: float = option(4.0, ge=0, le=1000)
     """Dense CRF appearance kernel: weight."""
     crf_keep: float = option(0.9, gt=0, lt=1)
     """Pixels whose CRF foreground probability exceeds this are kept."""
@@ -89,9 +89,9 @@ class BBAMParams(Checked):
     """Boxes without positives: priors of these confidences on the box (0 elsewhere) through the CRF,
     the first above tiny_fg_frac of the box kept, else the last."""
     # -- speed (no effect on the method) --
-    batch_boxes: int = option(8, ge=1)
+    batch_boxes: int = option(8, ge=1, le=4096)
     """Boxes optimised together in one batch."""
-    batch_images: int = option(1, ge=1)
+    batch_images: int = option(1, ge=1, le=256)
     """Photos of the same size whose boxes share those batches (the runner hands them to the
     stage together); for GPUs, where photos with one or two boxes leave a batch mostly empty."""
     amp: bool = False

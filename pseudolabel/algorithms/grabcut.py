@@ -86,14 +86,14 @@ class GrabCutParams(Checked):
     by measurement, preferring documented practice where the dev set could not tell apart."""
 
     # ---- per-object guards (1) ----
-    min_side: int = option(24, ge=0)
+    min_side: int = option(24, ge=0, le=10_000)
     """tiny_box: boxes whose shorter side is below this many pixels keep the filled box
     (practice: "keep the box for boxes under 24 px"; 16 and 32 measured equal)."""
-    max_aspect: float = option(8.0, ge=1)
+    max_aspect: float = option(8.0, ge=1, le=1000)
     """thin_box: boxes with longer/shorter side ratio above this keep the filled box."""
     whole_image_bg_frac: float = option(0.05, ge=0, lt=1)
     """whole_image: fire when less than this share of the image lies outside the box."""
-    min_bg_pixels: int = option(64, ge=0)
+    min_bg_pixels: int = option(64, ge=0, le=10**8)
     """whole_image: also fire when the (downscaled) working window has fewer background pixels
     outside the rectangle than this (cv2 needs background samples for its GMM)."""
     collapse_frac: float = option(0.15, ge=0, le=1)
@@ -104,17 +104,17 @@ class GrabCutParams(Checked):
     set GrabCut never kept more than 90%)."""
 
     # ---- speed levers (2-3) ----
-    margin_frac: float = option(0.5, ge=0)
+    margin_frac: float = option(0.5, ge=0, le=100)
     """Crop margin on every side, as a fraction of the box's longer side: background context
     for the colour models (0.25 lost quality; 0.75 and 1.0 no better than 0.5)."""
-    margin_min_px: int = option(16, ge=0)
+    margin_min_px: int = option(16, ge=0, le=10_000)
     """Lower bound on the crop margin in pixels (small boxes still see some background)."""
-    work_side: int = option(300, ge=0)
+    work_side: int = option(300, ge=0, le=8192)
     """Longer side (px) of the working window: larger crops are downscaled (INTER_AREA) to this
     before GrabCut and the mask is upsampled back. 0 disables downscaling. 200 lost ~1.5
     instance-IoU points (more collapses: the fixed pairwise weight grows relative to the
     area term at low resolution); 300 costs ~0.5 points at a third of the time of 400."""
-    iterations: int = option(3, ge=1)
+    iterations: int = option(3, ge=1, le=100)
     """GrabCut iterations (reference: 5). 3 measured equal quality, ~30% faster."""
 
     # ---- grey-scale images ----
@@ -122,7 +122,7 @@ class GrabCutParams(Checked):
     """For grey images run GrabCut on (intensity, local mean, 4 x local std) instead of three
     equal channels. On the whole dev set converted to grey: +0.8 mIoU and fewer collapses than
     plain grey GrabCut, which itself beats filled boxes (59.6 vs 57.0)."""
-    grey_window: int = option(7, ge=1, odd=True)
+    grey_window: int = option(7, ge=1, odd=True, le=255)
     """Side (px, odd) of the box filter for the local mean / std of grey images."""
 
     # ---- label composition (4) ----
@@ -132,7 +132,7 @@ class GrabCutParams(Checked):
     bottom) becomes IGNORE; only the central part is labelled (Simple Does It's Box^i idea:
     box borders are mostly background). Measured with the band on: 65.7 -> 70.1 mIoU, coverage
     0.984 -> 0.935; 0.25 gave 70.9 at 0.926, less margin on coverage and ignore-as-background."""
-    boundary_band_px: int = option(2, ge=0)
+    boundary_band_px: int = option(2, ge=0, le=1000)
     """grabcut_label: pixels within this distance of a GrabCut mask boundary (inside the box)
     become IGNORE: the boundary is uncertain by about one coarse-solve pixel. Measured with the
     ring on: 68.6 -> 70.1 mIoU, coverage 0.952 -> 0.935 (3 px: 70.6 at 0.928). 0 disables."""

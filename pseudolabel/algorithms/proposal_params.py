@@ -34,20 +34,20 @@ class ProposalParams(Checked):
     mean IoU gain +0.78 -> +0.87 points), 0.56 -> 0.81 s per image. Adding an intensity-only map
     (1, 0, 0) as well: ABO 0.716 at 1.4 s, but a smaller refine gain (+0.66 points per object);
     a and b as two maps: 0.711 at 1.3 s, +0.76 points. ``()``: one map only."""
-    gradient_sigma: float = option(1.0, gt=0)
+    gradient_sigma: float = option(1.0, gt=0, le=100)
     """Gaussian smoothing (px, at each scale) before the Sobel gradients."""
     boundary_percentile: float = option(99.0, gt=0, le=100)
     """The boundary map is divided by this percentile of itself and clipped to 1, so similarity
     terms share one range whatever the image contrast."""
-    watershed_sigma: float = option(1.0, ge=0)
+    watershed_sigma: float = option(1.0, ge=0, le=100)
     """Smoothing (px) of the boundary map before its local minima seed the watershed: larger
     values give fewer, coarser superpixels (2: ~1500, 1: ~3600 before the size merge)."""
-    min_region_size: int = option(64, ge=1)
+    min_region_size: int = option(64, ge=1, le=10**7)
     """Superpixels smaller than this many pixels are merged into the neighbour across their
     weakest boundary: removes noise regions and keeps the hierarchies' loops short."""
     colour_bins: int = option(16, ge=2, le=256)
     """Histogram bins per colour channel (Lab and HSV)."""
-    start_k: tuple[float, ...] = option((40.0, 160.0), ge=0)
+    start_k: tuple[float, ...] = option((40.0, 160.0), ge=0, le=10**6)
     """Felzenszwalb-Huttenlocher threshold constants (boundary strength x pixels) of the start
     partitions that the hierarchies grow from, one set of hierarchies per value (selective
     search's diversification by initial segmentation): 40 gives ~700, 160 ~150 start regions on a
@@ -64,9 +64,9 @@ class ProposalParams(Checked):
     levels raise ABO but lower the refine gain (more proposals just inside a mask widen the
     rule's union): adding (1,0,1,0,1,1), (1,0,0,1,1,1), pairs at 128, 256 and triplets at 64
     gave ABO 0.710 but refine +1.29 instead of +1.61 mIoU (one map)."""
-    pair_levels: tuple[int, ...] = option((4, 8, 16, 32, 64), ge=2)
+    pair_levels: tuple[int, ...] = option((4, 8, 16, 32, 64), ge=2, le=10_000)
     """Cut levels (number of regions left) at which adjacent region pairs become proposals."""
-    triplet_levels: tuple[int, ...] = option((4, 8, 16, 32), ge=3)
+    triplet_levels: tuple[int, ...] = option((4, 8, 16, 32), ge=3, le=10_000)
     """Cut levels at which connected triplets of regions become proposals (MCG: pairs give most
     of the gain, triplets a little)."""
 

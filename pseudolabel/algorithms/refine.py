@@ -43,7 +43,7 @@ REFINE_STATUSES = (REFINED, SMALL_BOX, NO_PROPOSAL)
 
 @dataclass(frozen=True)
 class RefineParams(Checked):
-    min_box: int = option(32, ge=0)
+    min_box: int = option(32, ge=0, le=100_000)
     """Boxes whose width or height is below this many pixels are left as they are."""
     contain_frac: float = option(0.95, gt=0, le=1)
     """A proposal is "contained" in the mask when more than this share of its pixels lie in it."""

@@ -19,8 +19,9 @@ from PIL import Image
 
 from ..report import overlay
 from ..catalog import open_dataset
+from ..catalog.pixels import load_photo
 from ..core.classes import CLASS_ID
-from ..export.png import export_png
+from ..export import export_store
 from ..core.output_root import OutputRoot
 from ..core.records import ObjectRecord
 from ..runner import RunOptions, run
@@ -72,7 +73,7 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
     rows, classes = [], set()
     for image_id in first.ids:
         sample = first[image_id]
-        photo = np.asarray(Image.open(sample.image_path).convert("RGB"))
+        photo = load_photo(sample.image_path, int(sample.attrs.get("orientation", 1)))
         size = overlay.fit(photo.shape[:2], height)
         tiles = [overlay.caption(overlay.boxes_tile(photo, sample.boxes, sample.classes, size), "photo")]
         classes |= set(sample.classes.tolist())
@@ -125,7 +126,7 @@ def run_demo(cache: str | os.PathLike, options: RunOptions = RunOptions(), *, pr
         stores[name] = open_store(summary.store)
         if isinstance(stores[name], LabelStore):
             out = stores_root.export_dir(dataset.name, SPLIT, name)
-            export_png(stores[name], out, progress=False)
+            export_store(stores[name], out, "png", split=SPLIT, progress=False)
             log(f"exported {name} PNGs to {out}")
     overlay = draw_overlay(stores, outputs.demo_overlay())
     log(f"overlay (photo with boxes, then each stage's labels): {overlay}")

@@ -17,7 +17,8 @@ A recipe names the split, the steps in order and each stage's configuration::
     [[step]]
     export = "grabcut"         # that stage's current store, as palette PNGs
     # format = "png"           # or "coco" (one JSON, RLE masks) or "yolo" (polygons)
-    # out = "exports/box2seg"  # default <cache>/<dataset>/<split>/export/<stage>[-<format>]
+    # out = "exports/box2seg"  # under the output root (or `run --exports DIR`); default
+                               # <cache>/<dataset>/<split>/export/<stage>[-<format>]
     # instances = true
 
 Run options (``runner.options.RunOptions``) come in layers, later ones winning: the defaults, the
@@ -214,6 +215,8 @@ def _step(raw: Any, where: str, overrides: dict[str, dict[str, Any]]) -> Step:
     if fmt not in FORMATS:
         raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = raw.get("out")
-    if out is not None and not isinstance(out, str):
-        raise ConfigError(f"{where}: out must be a folder name, got {out!r}")
+    if out is not None and (not isinstance(out, str) or not out.strip() or Path(out).is_absolute()
+                            or ".." in Path(out).parts or "\0" in out):
+        raise ConfigError(f"{where}: out must be a relative folder without '..' (recipe outputs stay under the "
+                          f"output root, or under `pseudolabel run --exports DIR`), got {out!r}")
     return Step("export", name, out=out, instances=bool(raw.get("instances", True)), fmt=fmt)

@@ -3,7 +3,6 @@ the runner's one entry point with its run options, each export step skipped when
 already holds the export of the same store."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,6 @@ from typing import Any, Callable
 
 from ..core.errors import ConfigError
 from .recipe import Recipe, Step
-
-EXPORT_MANIFEST = "export.json"
-
 
 @dataclass(frozen=True)
 class StepResult:
@@ -31,9 +27,10 @@ class StepResult:
         return out
 
 
-def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool) -> StepResult:
+def _export(step: Step, dataset, split: str, cache, exports: Path | None, force: bool,
+            progress: bool) -> StepResult:
     from ..core.output_root import OutputRoot
-    from ..export import export_store
+    from ..export import export_store, up_to_date
     from ..store import LabelStore
     root = OutputRoot(cache)
     current = root.current(dataset.name, split, step.stage)
@@ -41,36 +38,26 @@ def _export(step: Step, dataset, split: str, cache, force: bool, progress: bool)
         raise ConfigError(f"export {step.stage}: {current} does not exist; put a `stage = \"{step.stage}\"` "
                           f"step before it")
     store = LabelStore(current)
-    out = Path(step.out) if step.out else root.export_dir(dataset.name, split, step.stage, step.fmt)
-    identity = {"store": str(current.resolve()), "cache_key": store.meta.get("cache_key", ""),
-                "completed": store.meta.get("completed", ""), "instances": step.instances, "format": step.fmt}
-    manifest = out / EXPORT_MANIFEST
-    if not force and manifest.exists():
-        try:
-            if json.loads(manifest.read_text()) == identity:
-                return StepResult(step.describe(), True, line=f"{step.describe()}: nothing to do, {out} holds "
-                                                              f"this store's export")
-        except ValueError:
-            pass
-    manifest.unlink(missing_ok=True)
+    out = (exports or root.root) / step.out if step.out else root.export_dir(dataset.name, split, step.stage, step.fmt)
+    if not force and up_to_date(store, out, step.fmt, split=split, instances=step.instances):
+        return StepResult(step.describe(), True, line=f"{step.describe()}: nothing to do, {out} holds this store's export")
     _, line = export_store(store, out, step.fmt, split=split, instances=step.instances, progress=progress)
-    manifest.write_text(json.dumps(identity, indent=2) + "\n")
     return StepResult(step.describe(), False, line=f"{step.describe()}: {line}")
 
 
-def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLike, split: str | None = None,
-               options: dict[str, Any] | None = None, progress: bool = True,
+def run_recipe(recipe: Recipe, dataset, *, cache: str | os.PathLike, split: str | None = None,
+               options: dict[str, Any] | None = None, exports: str | os.PathLike | None = None, progress: bool = True,
                log: Callable[[str], None] = lambda s: None) -> list[StepResult]:
-    """Run the steps in order; returns what each step did (ran, or skipped as up to date).
+    """Run the steps on ``dataset`` (a ``catalog.Dataset``: the command line's data root, else the
+    recipe's) in order; returns what each step did (ran, or skipped as up to date).
     ``options``: run options the command line gives (``None`` values: left to the recipe), over
     the recipe's and its steps' (:meth:`Recipe.step_options`). ``retry_failed``: stage steps with a
     finished store redo only its failed images; exports of stores that changed are redone.
-    ``backend = "dask"`` sends the images of stage steps without ``gpus`` to the cluster."""
-    from ..catalog import open_dataset
+    ``backend = "dask"`` sends the images of stage steps without ``gpus`` to the cluster. An export
+    step's ``out`` is a folder under the output root, or under ``exports`` when given."""
     from ..runner import backend_context, run
     from ..stages import get_stage
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    dataset = open_dataset(data_root or recipe.data_root)
     split = split or recipe.split
     stage_steps = {id(s): recipe.step_options(s, given) for s in recipe.steps if s.kind == "stage"}
     log(f"recipe {recipe.name} ({recipe.path}): {len(recipe.steps)} steps on {dataset.root} [{split}]")
@@ -82,7 +69,8 @@ def run_recipe(recipe: Recipe, *, data_root: str | None, cache: str | os.PathLik
         for n, step in enumerate(recipe.steps, start=1):
             log(f"step {n}/{len(recipe.steps)}: {step.describe()}")
             if step.kind == "export":
-                result = _export(step, dataset, split, cache, bool(given.get("force")), progress)
+                result = _export(step, dataset, split, cache, Path(exports) if exports else None,
+                                 bool(given.get("force")), progress)
                 log(result.line)
             else:
                 summary = run(step.stage, step.config, dataset, split, cache, stage_steps[id(step)],

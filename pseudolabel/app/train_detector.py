@@ -60,40 +60,40 @@ class TrainConfig(Checked):
     init: str = "coco"
     """Starting weights: coco (torchvision's COCO detector, predictor mapped to VOC), imagenet
     (ImageNet ResNet-50 backbone, rest random), none (random), or a checkpoint PATH."""
-    epochs: int = option(27, ge=1)
+    epochs: int = option(27, ge=1, le=10_000)
     """Passes over the split (published: 18,000 iterations of 16 images, 27.2 passes of train_aug)."""
-    batch_size: int = option(2, ge=1)
+    batch_size: int = option(2, ge=1, le=1024)
     """Images per iteration."""
-    lr: float = option(0.0, ge=0)
+    lr: float = option(0.0, ge=0, le=10)
     """Learning rate; 0 = base_lr scaled linearly to batch_size (0.00125 for 2)."""
-    base_lr: float = option(0.01, gt=0)
+    base_lr: float = option(0.01, gt=0, le=10)
     """The learning rate for base_batch images per iteration (published: 0.01 for 16)."""
-    base_batch: int = option(16, ge=1)
+    base_batch: int = option(16, ge=1, le=4096)
     """See base_lr."""
-    lr_steps: tuple[int, ...] = option((18, 24), ge=0)
+    lr_steps: tuple[int, ...] = option((18, 24), ge=0, le=10_000)
     """Epochs at which the learning rate is multiplied by 0.1 (published: iterations 12,000 and 16,000
     of 16 images)."""
-    warmup_images: int = option(8000, ge=0)
+    warmup_images: int = option(8000, ge=0, le=10**8)
     """Images of linear warm-up (published: 500 iterations of 16)."""
     warmup_factor: float = option(1 / 3, gt=0, le=1)
     """The warm-up starts at this fraction of the learning rate (published: 1/3)."""
-    bias_lr_factor: float = option(2.0, ge=0)
+    bias_lr_factor: float = option(2.0, ge=0, le=100)
     """Biases learn this much faster (published: 2)."""
-    bias_weight_decay: float = option(0.0, ge=0)
+    bias_weight_decay: float = option(0.0, ge=0, le=1)
     """Weight decay of biases (published: 0)."""
     momentum: float = option(0.9, ge=0, lt=1)
     """SGD momentum."""
-    weight_decay: float = option(1e-4, ge=0)
+    weight_decay: float = option(1e-4, ge=0, le=1)
     """SGD weight decay."""
-    min_size: int = option(800, ge=32)
+    min_size: int = option(800, ge=32, le=4096)
     """Input short side for evaluation (and BBAM's)."""
-    min_size_train: tuple[int, ...] = option(tuple(range(480, 801, 32)), ge=32, nonempty=True)
+    min_size_train: tuple[int, ...] = option(tuple(range(480, 801, 32)), ge=32, nonempty=True, le=4096)
     """Training short sides: one drawn per image (published: 480 to 800 in steps of 32)."""
-    max_size: int = option(1333, ge=32)
+    max_size: int = option(1333, ge=32, le=8192)
     """Input long side at most."""
     trainable_layers: int = option(3, ge=0, le=5)
     """ResNet stages trained (5 = all; torchvision's default for fine-tuning is 3)."""
-    rois_per_image: int = option(512, ge=1)
+    rois_per_image: int = option(512, ge=1, le=100_000)
     """RoIs sampled per image for the box head's loss (torchvision's box_batch_size_per_image, and
     the published configuration's ROI batch): most of a training step's cost at small inputs."""
     seed: int = option(0, ge=0, le=2**31 - 2**16)
@@ -186,8 +186,13 @@ def _resume(last: Path, model, optimiser, identity: dict, epochs: int, device, l
     import torch
     if not last.exists():
         return 0
-    ckpt = torch.load(last, map_location=device, weights_only=False)
-    if ckpt.get("identity") != identity:
+    try:                                 # tensors and plain values only: a file is never unpickled
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError for anything but weights, or a damaged file
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{last}: not a resume state of train-detector that loads as plain weights ({problem}); "
+                          f"it is never unpickled: remove it, or use --force to start over") from None
+    if not isinstance(ckpt, dict) or ckpt.get("identity") != identity:
         raise ConfigError(f"{last} was made with another configuration or data; use --force to start over")
     model.load_state_dict(ckpt["model"])
     optimiser.load_state_dict(ckpt["optimiser"])

@@ -62,16 +62,35 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:       # one line, whatever a user's value held
+            exc.message = one_line(exc.message)
+            raise
+
+    def _invoke(self, ctx: click.Context):
+        try:
             return super().invoke(ctx)
         except PseudolabelError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:     # an output folder that cannot be made or written: one line, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        except ValueError as exc:
+            if "null byte" not in str(exc):                  # a NUL in a path given on the command line
+                raise
+            raise click.ClickException("a path given holds a NUL byte, which no file name may hold") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished images are kept; rerun the same command to resume",
                        err=True)
             sys.exit(130)
+
+
+def one_line(message: str) -> str:
+    """``message`` with every line break and control character written as an escape (a value a
+    user typed may hold ``\\r``, ``\\x85``...), so an error stays one line."""
+    import unicodedata
+    return "".join(ch if ch == " " or not (unicodedata.category(ch).startswith(("C", "Z")))
+                   else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:

@@ -11,10 +11,27 @@ from ..catalog import Dataset, open_dataset
 from ..core.config import config_from_mapping
 from ..core.errors import Notice
 
-data_root_option = click.option(
+_data_root = click.option(
     "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
     help="Dataset folder: a VOC2012 folder, an SBD folder, or one holding both. "
          "[env: PSEUDOLABEL_DATA]")
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    ctx.meta[f"pseudolabel.{param.name}"] = value
+    return value
+
+
+max_objects_option = click.option(
+    "--max-objects", type=int, default=None, expose_value=False, callback=_remember,
+    metavar="N", help="Images with more objects than this fail (named) instead of taking the machine's memory "
+                      "(a mask per object is held). [default: 1000] [env: PSEUDOLABEL_MAX_OBJECTS]",
+    envvar="PSEUDOLABEL_MAX_OBJECTS")
+
+
+def data_root_option(func):
+    """``--data-root`` and ``--max-objects`` (how the dataset is read)."""
+    return _data_root(max_objects_option(func))
 cache_option = click.option(
     "--cache", envvar="PSEUDOLABEL_CACHE", type=click.Path(file_okay=False), default="./cache",
     help="Output root; a stage's current store is <cache>/<dataset>/<split>/<stage>.h5, a link "
@@ -38,7 +55,11 @@ def logger(ctx: click.Context, level: int = 0):
 
 
 def dataset_from(data_root: str | None) -> Dataset:
-    return open_dataset(data_root)
+    """The dataset at ``data_root``, read with this command's ``--max-objects``."""
+    from ..catalog.layouts import MAX_OBJECTS
+    ctx = click.get_current_context(silent=True)
+    limit = ctx.meta.get("pseudolabel.max_objects") if ctx is not None else None
+    return open_dataset(data_root, MAX_OBJECTS if limit is None else limit)
 
 
 def store_path(cache: str, dataset: Dataset, split: str, stage: str | None, store: str | None = None):
@@ -49,6 +70,7 @@ def store_path(cache: str, dataset: Dataset, split: str, stage: str | None, stor
     from ..core.output_root import OutputRoot, journal_dir
 
     root = OutputRoot(cache)
+    dataset.check_split(split)
     if store:
         return root.find_store(dataset.name, split, store, stage)
     stage = stage or "boxes"

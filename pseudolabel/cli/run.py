@@ -6,7 +6,8 @@ import json
 import click
 
 from . import cli
-from .common import cache_option, logger, parse_run_options, progress_enabled, run_options
+from .common import cache_option, dataset_from, logger, max_objects_option, parse_run_options, progress_enabled, \
+    run_options
 
 
 @cli.command("run")
@@ -14,14 +15,18 @@ from .common import cache_option, logger, parse_run_options, progress_enabled, r
 @click.option("--list", "list_recipes", is_flag=True, help="List the recipes shipped with pseudolabel and exit.")
 @click.option("--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
               help="Dataset folder [default: the recipe's data_root]. [env: PSEUDOLABEL_DATA]")
+@max_objects_option
 @cache_option
 @click.option("--split", default=None, help="Split [default: the recipe's split, else train].")
 @run_options("run", given_only=True)
 @click.option("--set", "assignments", multiple=True, metavar="STAGE.OPTION=VALUE",
               help="Override one stage option of the recipe (repeatable), e.g. grabcut.iterations=3.")
+@click.option("--exports", type=click.Path(file_okay=False), default=None,
+              help="Folder that export steps' `out` folders are under [default: the output root, --cache]; "
+                   "an export never writes anywhere else, nor inside the data root.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the steps (ran / skipped).")
 @click.pass_context
-def run_command(ctx, recipe, list_recipes, data_root, cache, split, assignments, as_json, **options):
+def run_command(ctx, recipe, list_recipes, data_root, cache, split, assignments, exports, as_json, **options):
     """Run the steps of RECIPE in order: a recipe file, or the name of one shipped with
     pseudolabel (`pseudolabel run box2seg`; `--list` shows them). Each stage's store is keyed by
     its configuration and inputs, so a second run has nothing to do and a changed option reruns
@@ -38,7 +43,7 @@ def run_command(ctx, recipe, list_recipes, data_root, cache, split, assignments,
     loaded = load_recipe(recipe, parse_set(assignments))
     given = {k: (v if v is not False else None) for k, v in options.items()}   # a flag left off: not given
     parse_run_options(given)                                                   # the command line's own rules
-    steps = run_recipe(loaded, data_root=data_root, cache=cache, split=split, options=given,
-                       progress=progress_enabled(ctx), log=logger(ctx))
+    steps = run_recipe(loaded, dataset_from(data_root or loaded.data_root), cache=cache, split=split, options=given,
+                       exports=exports, progress=progress_enabled(ctx), log=logger(ctx))
     if as_json:
         click.echo(json.dumps([s.as_dict() for s in steps], indent=2))

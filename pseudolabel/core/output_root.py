@@ -184,8 +184,12 @@ def shard_keys(stage_dir: Path, n: int) -> list[str]:
 
 
 def point_current(current: Path, target: Path) -> None:
-    """Make ``current`` (``<stage>.h5``) a relative link to ``target``, atomically."""
+    """Make ``current`` (``<stage>.h5``) a relative link to ``target``, atomically (nothing is
+    written when it already is one)."""
+    link = os.path.relpath(target, current.parent)
+    if current.is_symlink() and os.readlink(current) == link:
+        return
     tmp = current.with_name(current.name + ".link-tmp")
     tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(target, current.parent), tmp)
+    os.symlink(link, tmp)
     os.replace(tmp, current)

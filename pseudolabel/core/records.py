@@ -16,6 +16,23 @@ import numpy as np
 from .classes import VOC_CLASSES
 
 
+def id_problem(image_id: str) -> str | None:
+    """What makes ``image_id`` unusable as a file name under a folder (stores, journals and exports
+    name files by it), or None: a path separator, a NUL, ``.`` / ``..``, an empty name, or text that
+    is not UTF-8. Checked wherever an id is read (split files, store indexes, journals)."""
+    if not isinstance(image_id, str) or not image_id:
+        return "empty"
+    if "/" in image_id or "\\" in image_id or "\0" in image_id:
+        return "a path, not a file name (a separator or NUL)"
+    if image_id in (".", "..") or image_id != image_id.strip():
+        return "not a file name (. or .., or spaces around it)"
+    try:
+        image_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    return None
+
+
 @dataclass(frozen=True)
 class ObjectRecord:
     """One annotated object: class id in 1..20, box in the convention above, VOC flags."""

@@ -35,6 +35,7 @@ import numpy as np
 from ..core.classes import NUM_CLASSES, VOC_CLASSES
 from ..core.progress import Progress
 from ..store.reader import LabelStore
+from .manifest import write_text
 
 
 def categories() -> list[dict[str, Any]]:
@@ -125,13 +126,14 @@ def coco_dict(store: LabelStore, *, progress: bool = True) -> dict[str, Any]:
     }
 
 
-def export_coco(store: LabelStore, path: str | os.PathLike, *, progress: bool = True) -> CocoExport:
-    """Write ``path`` (atomically) and return what it holds."""
-    data = coco_dict(store, progress=progress)
+def export_coco(store: LabelStore, path: str | os.PathLike, written, *, progress: bool = True) -> CocoExport:
+    """Write ``path`` (atomically; a file ``written`` claims, see ``export.manifest``) and return
+    what it holds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
+    written.claim([path.name])
+    data = coco_dict(store, progress=progress)
+    written.begin()
+    write_text(path, json.dumps(data, separators=(",", ":")))
+    written.finish()
     return CocoExport(path, len(data["images"]), len(data["annotations"]),
                       data["pseudolabel"]["empty_annotations"], len(store.failed))

@@ -15,6 +15,7 @@ from ..core.classes import voc_palette
 from ..core.labels import instance_map
 from ..core.progress import Progress
 from ..store.reader import LabelStore
+from .manifest import write_text
 
 _PALETTE = voc_palette().ravel().tolist()
 
@@ -29,13 +30,16 @@ def save_palette_png(array: np.ndarray, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def export_png(store: LabelStore, out: str | os.PathLike, *, instances: bool = True,
+def export_png(store: LabelStore, out: str | os.PathLike, written, *, instances: bool = True,
                progress: bool = True, log: Callable[[str], None] = lambda s: None) -> int:
-    """Write every labelled image of ``store`` under ``out``; returns the number written."""
+    """Write every labelled image of ``store`` under ``out`` (the files ``written`` claims: see
+    ``export.manifest``); returns the number written."""
     out = Path(out)
-    (out / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-    if instances:
-        (out / "SegmentationObject").mkdir(parents=True, exist_ok=True)
+    folders = ("SegmentationClass", "SegmentationObject") if instances else ("SegmentationClass",)
+    written.claim([f"{folder}/{image_id}.png" for image_id in store.ids for folder in folders] + ["ids.txt"])
+    written.begin()
+    for folder in folders:
+        (out / folder).mkdir(parents=True, exist_ok=True)
     bar = Progress(len(store), f"export {store.stage}", enabled=progress)
     for i in range(len(store)):
         sample = store.read(i, masks=instances)
@@ -45,5 +49,6 @@ def export_png(store: LabelStore, out: str | os.PathLike, *, instances: bool = T
             save_palette_png(inst, out / "SegmentationObject" / f"{sample.image_id}.png")
         bar.update()
     bar.close()
-    (out / "ids.txt").write_text("".join(f"{i}\n" for i in store.ids))
+    write_text(out / "ids.txt", "".join(f"{i}\n" for i in store.ids))
+    written.finish()
     return len(store)

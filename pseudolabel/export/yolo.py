@@ -2,8 +2,8 @@
 
 Writes, for the split::
 
-    OUT/images/<split>/<photo>      a symbolic link to each labelled photo
-    OUT/labels/<split>/<stem>.txt   one line per polygon: class index, then x1 y1 x2 y2 ...
+    OUT/images/<split>/<id><suffix>  a symbolic link to each labelled photo
+    OUT/labels/<split>/<id>.txt      one line per polygon: class index, then x1 y1 x2 y2 ...
     OUT/data.yaml                   path, train/val folders, class names
     OUT/pseudolabel_<split>.json    where it came from and what could not be written
 
@@ -17,7 +17,9 @@ instance of the object's class; Ultralytics' own converter instead joins the par
 polygon by thin bridges). Parts under 3 contour points (a pixel or a line of pixels) cannot be a
 polygon and are dropped. An object with an empty mask gets no line, so in YOLO's eyes its pixels
 are background: those objects, the dropped parts and the images that failed in the run (not
-linked, no label file) are listed in ``pseudolabel_<split>.json``.
+linked, no label file) are listed in ``pseudolabel_<split>.json``. A photo whose EXIF orientation
+its labels do not follow (the annotation fitted the stored pixels) is written as a PNG of its
+stored pixels instead of linked, since Ultralytics turns tagged photos upright.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ import numpy as np
 from ..core.classes import NUM_CLASSES, VOC_CLASSES
 from ..core.progress import Progress
 from ..store.reader import LabelStore
+from ..catalog.pixels import load_photo
+from .manifest import save_png, tag_ignored, write_text
 
 MIN_POINTS = 3
 
@@ -91,35 +95,41 @@ def _data_yaml(out: Path) -> str:
             f"path: {out.resolve()}\ntrain: images/{train}\nval: images/{val}\nnames:\n{names}\n")
 
 
-def export_yolo(store: LabelStore, out: str | os.PathLike, *, split: str, progress: bool = True) -> YoloExport:
+def export_yolo(store: LabelStore, out: str | os.PathLike, written, *, split: str,
+                progress: bool = True) -> YoloExport:
+    """Labels and photo links of ``store`` under ``out`` (the files ``written`` claims: see
+    ``export.manifest``); each image is named by its id (``labels/<split>/<id>.txt`` beside
+    ``images/<split>/<id><photo suffix>``), which is how Ultralytics pairs them."""
     out = Path(out)
-    images, labels = out / "images" / split, out / "labels" / split
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    for old in [*labels.glob("*.txt"), *(p for p in images.iterdir() if p.is_symlink())]:
-        old.unlink()                                # a previous export's files: failed images now go
+    photos = {i: Path(str(store.image_attr(i, "image_path", ""))) for i in store.ids}
+    ignored = set(tag_ignored(store))
+    names = {i: f"images/{split}/{i}{'.png' if i in ignored else photos[i].suffix}" for i in store.ids}
+    written.claim([f"labels/{split}/{i}.txt" for i in store.ids] + list(names.values())
+                  + ["data.yaml", f"pseudolabel_{split}.json"])
+    written.begin()
+    (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     empty, dropped, lines_written = [], 0, 0
     bar = Progress(len(store), f"export {store.stage} (yolo)", enabled=progress)
     for image_id in store.ids:
         s = store.read(image_id, masks=True)
-        photo = Path(s.image_path)
         lines, empty_k, small = yolo_lines(s.masks, s.classes)
         empty += [[image_id, k] for k in empty_k]
         dropped += small
         lines_written += len(lines)
-        target = labels / f"{photo.stem}.txt"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in lines))
-        os.replace(tmp, target)
-        link = images / photo.name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(photo.resolve())
+        write_text(out / "labels" / split / f"{image_id}.txt", "".join(f"{line}\n" for line in lines))
+        link = out / names[image_id]
+        link.unlink(missing_ok=True)                  # ours (claimed): an earlier export's link
+        if image_id in ignored:                       # labels in the stored frame: a copy without the tag
+            save_png(load_photo(s.image_path, 1), link)
+        else:
+            link.symlink_to(Path(s.image_path).resolve())
         bar.update()
     bar.close()
-    (out / "data.yaml").write_text(_data_yaml(out))
-    (out / f"pseudolabel_{split}.json").write_text(json.dumps({
+    write_text(out / "data.yaml", _data_yaml(out))
+    write_text(out / f"pseudolabel_{split}.json", json.dumps({
         "store": str(store.path), "stage": store.stage, "cache_key": store.meta.get("cache_key"),
         "images": len(store), "lines": lines_written, "empty_objects": empty, "dropped_parts": dropped,
-        "failed_images": dict(store.failed)}, indent=2) + "\n")
+        "failed_images": dict(store.failed), "exif_orientation_ignored": sorted(ignored)}, indent=2) + "\n")
+    written.finish()
     return YoloExport(out, len(store), lines_written, len(empty), dropped, len(store.failed))

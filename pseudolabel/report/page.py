@@ -27,6 +27,7 @@ from PIL import Image
 
 from . import overlay
 from ..catalog import Dataset
+from ..catalog.pixels import load_photo
 from ..core.classes import NUM_CLASSES, VOC_CLASSES
 from ..core.errors import ConfigError
 from ..evaluation.semantic import evaluate_store
@@ -106,7 +107,7 @@ def _examples(per_image: list[dict[str, Any]], n: int) -> list[tuple[str, dict[s
 
 def _overlay(stages: list[StageFigures], image_id: str, height: int) -> Image.Image:
     first = stages[0].store[image_id]
-    photo = np.asarray(Image.open(first.image_path).convert("RGB"))
+    photo = load_photo(first.image_path, int(first.attrs.get("orientation", 1)))    # the labels' frame
     size = overlay.fit(photo.shape[:2], height)
     tiles = [overlay.caption(overlay.boxes_tile(photo, first.boxes, first.classes, size), "photo")]
     for st in stages:

@@ -124,6 +124,10 @@ class Commit:
                 raise self._cannot_write(exc) from None
             self.kept.add(outcome.image_id, outcome.entry)
             self.summary.objects += outcome.entry.num_objects
+            tag = outcome.entry.attrs.get("exif_orientation", 1)
+            if tag != 1:
+                applied = outcome.entry.attrs.get("orientation", 1) == tag
+                self.summary.oriented[outcome.image_id] = f"{'applied' if applied else 'ignored'} {tag}"
             for key, value in outcome.counts.items():
                 self.summary.counts[key] = self.summary.counts.get(key, 0) + int(value)
         else:  # pragma: no cover - a worker returning anything else is a programming error

@@ -40,7 +40,7 @@ def where(device: str) -> str:
     return "the CPU" if device == "cpu" else f"GPU {device}"
 
 
-def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any], data_root: str, split: str,
+def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any], data: tuple[str, int], split: str,
            cache: str, options: RunOptions, progress: bool) -> None:
     """Process ``k`` on ``device``: its shard (or a retry) through ``run_here``; the summary or
     the error message goes back through ``queue``."""
@@ -51,7 +51,7 @@ def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any],
     try:
         stage = get_stage(stage_name)
         config = config_from_mapping(stage.config_class, mapping)
-        summary = run_here(stage, config, open_dataset(data_root), split, cache, options.replace(device=spec),
+        summary = run_here(stage, config, open_dataset(*data), split, cache, options.replace(device=spec),
                            progress=progress, log=lambda line: print(prefix + line, file=sys.stderr, flush=True))
         queue.put((k, summary, None))
     except PseudolabelError as exc:
@@ -67,8 +67,9 @@ def _spawn(jobs: list[tuple[str, RunOptions]], stage: Stage, config: Any, datase
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
     mapping = config_to_mapping(config)
-    procs = [ctx.Process(target=_child, args=(k, device, queue, stage.name, mapping, str(dataset.root), split,
-                                              str(cache), options, progress)) for k, (device, options) in enumerate(jobs)]
+    data = (str(dataset.root), dataset.max_objects)
+    procs = [ctx.Process(target=_child, args=(k, device, queue, stage.name, mapping, data, split, str(cache), options,
+                                              progress)) for k, (device, options) in enumerate(jobs)]
     for p in procs:
         p.start()
     results: dict[int, tuple] = {}
@@ -123,4 +124,5 @@ def run_on_devices(stage: Stage, config: Any, dataset: Dataset, split: str, cach
                       processed=sum(s.processed for s in shards), resumed=sum(s.resumed for s in shards),
                       objects=sum(s.objects for s in shards), wall_s=time.perf_counter() - start,
                       counts={k: sum(s.counts.get(k, 0) for s in shards) for s in shards for k in s.counts},
+                      oriented={i: v for s in shards for i, v in s.oriented.items()},
                       current=target.current, output=stage.output)

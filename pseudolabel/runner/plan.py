@@ -32,6 +32,7 @@ class Plan:
     previous: StoreIndex | None = None               # retry: the finished store whose done images stay
     resumed: int = 0                                 # images an interrupted run finished
     retried: int = 0                                 # failed images a retry sets out to redo
+    dropped: dict[str, str] = field(default_factory=dict)   # damaged journal files removed -> problem
     nothing_to_do: bool = False
     done: int = 0                                    # of the finished store, when there is one
     failed: int = 0
@@ -118,10 +119,21 @@ def _finished_store(plan: Plan, retry_failed: bool) -> None:
 
 
 def _check_journal(plan: Plan) -> None:
+    """An interrupted run's journal: of this very run (or a StoreError), its damaged entries
+    dropped so that their images are redone (the rest kept). A damaged manifest is dropped too
+    and written again when the run starts: the journal's folder is named by the cache key, so
+    its entries are of this configuration."""
     journal = plan.journal
     if not journal.exists():
         return
-    manifest = journal.manifest()
+    try:
+        manifest = journal.manifest()
+    except StoreError as exc:
+        plan.dropped["manifest.json"] = str(exc).split(": ", 1)[-1]
+        (journal.dir / "manifest.json").unlink(missing_ok=True)
+        plan.dropped.update(journal.drop_damaged())
+        return
+    plan.dropped.update(journal.drop_damaged())
     diff = differences(manifest, plan.want, same_upstream_config=plan.previous is not None)
     if manifest.get("ids") != plan.ids:
         diff.append("image ids")

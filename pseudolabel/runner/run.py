@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..catalog import Dataset
+from ..core.errors import Notice
 from ..core.output_root import point_current
 from ..core.progress import Progress
 from ..models.device import describe as describe_device, resolve as resolve_device
@@ -42,13 +43,20 @@ def run_here(stage: Stage, config: Any, dataset: Dataset, split: str, root: str 
             jobs = 1
     target = resolve_target(stage.name, config, dataset, split, root, options.shard)
     stage.check(config)
-    with run_lock(target.store):
-        plan = make_plan(stage, config, target, dataset.records(split), shard=options.shard, force=options.force,
-                         retry_failed=options.retry_failed)
+    records = dataset.records(split)
+    if target.store.exists() and not (options.force or options.retry_failed):
+        # a finished store is only read (it was renamed into place whole): no lock, so a store on a
+        # read-only file system still says there is nothing to do
+        plan = make_plan(stage, config, target, records, shard=options.shard)
         summary = _summary(stage, split, target, plan)
-        if not plan.nothing_to_do:
-            _execute(stage, config, plan, summary, jobs=jobs, options=options, progress=progress, log=log,
-                     device=device)
+    else:
+        with run_lock(target.store):
+            plan = make_plan(stage, config, target, records, shard=options.shard, force=options.force,
+                             retry_failed=options.retry_failed)
+            summary = _summary(stage, split, target, plan)
+            if not plan.nothing_to_do:
+                _execute(stage, config, plan, summary, jobs=jobs, options=options, progress=progress, log=log,
+                         device=device)
     if target.current is not None:
         point_current(target.current, target.store)
     return summary
@@ -72,6 +80,9 @@ def _execute(stage: Stage, config: Any, plan: Plan, summary: RunSummary, *, jobs
         where = describe_device(device)
         log(f"{stage.name} [{summary.split}] on {where}")
     commit.start(jobs, options.backend, where)
+    for name, problem in plan.dropped.items():
+        log(Notice(f"{plan.journal.dir / name}: damaged ({problem}); dropped, "
+                   + ("written again" if name == "manifest.json" else "its image is redone")))
     if plan.resumed:
         log(f"resuming {plan.target.store}: {plan.resumed} of {plan.retried or len(plan.ids)} images already finished")
     commit.record_bad()

@@ -24,6 +24,7 @@ class RunSummary:
     nothing_to_do: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)   # stage events, e.g. guards fired
+    oriented: dict[str, str] = field(default_factory=dict)  # id -> "applied 6" / "ignored 6": EXIF orientation
     output: str = "labels"     # "proposals": objects counts proposals
     current: Path | None = None  # <stage>.h5, the link to ``store`` (None for a shard)
 
@@ -49,4 +50,20 @@ class RunSummary:
         if self.failed:
             out.append(Notice(f"{self.failed} image(s) failed and were skipped; reasons are in the store "
                               f"(pseudolabel info {self.store} --failures)"))
+        out += self._orientation_lines()
+        return out
+
+    def _orientation_lines(self) -> list[str]:
+        """The photos with an EXIF orientation tag, by what was done with it: labels follow the tag
+        where the annotation's size fits the upright photo, else the stored pixels."""
+        out = []
+        for verb, meaning in (("applied", "labels in the upright frame EXIF-aware loaders (cv2.imread, "
+                                          "detectron2, Ultralytics) see"),
+                              ("ignored", "their annotation fits the stored pixels: labels in that frame, which "
+                                          "an EXIF-aware loader rotates away")):
+            ids = [f"{i} ({v.split()[1]})" for i, v in self.oriented.items() if v.startswith(verb)]
+            if ids:
+                more = f", ... ({len(ids)} in all)" if len(ids) > 5 else ""
+                out.append(Notice(f"EXIF orientation {verb} for {len(ids)} photo(s): {', '.join(ids[:5])}{more}; "
+                                  f"{meaning}"))
         return out

@@ -1,7 +1,8 @@
 """The worker side of a run: one unit of work (an image, or a group of same-size images for a
 stage with ``process_batch``) in, typed outcomes out.
 
-A worker loads the photo through the catalog, reads its upstream stores (passed as paths, opened
+A worker decides the frame of the photo (its EXIF orientation applied or not: ``catalog.pixels``)
+and loads it through the catalog, reads its upstream stores (passed as paths, opened
 once per process), calls the stage and builds the store entry (compressing image-sized arrays
 here, in parallel). It never writes: outcomes go back to the parent, the only writer. Everything
 here is picklable and free of open handles, so any executor can run it.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import load_image
+from ..catalog.pixels import Frame, photo_frame
 from ..core.errors import DataError
 from ..core.records import ImageRecord
 from ..stages import StageContext, get_stage
@@ -90,20 +92,21 @@ def _pin_threads() -> None:
         pass
 
 
-def _done(record: ImageRecord, result) -> Done:
-    return Done(record.image_id, build_entry(record, result), dict(result.counts))
+def _done(record: ImageRecord, result, frame: Frame) -> Done:
+    return Done(record.image_id, build_entry(record, result, frame), dict(result.counts))
 
 
 def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: dict[str, str],
                    context: StageContext) -> Outcome:
     stage = get_stage(stage_name)
     try:
-        upstream = read_inputs(record, inputs)
-        image = load_image(record) if stage.needs_image else None
+        upstream = read_inputs(record, inputs)           # an upstream failure is named first
+        frame = photo_frame(record)
+        image = load_image(record, frame) if stage.needs_image else None
         result = stage.process_image(record, image, config, upstream, context)
     except DataError as err:
         return Failed(record.image_id, err.path, err.problem)
-    return _done(record, result)
+    return _done(record, result, frame)
 
 
 def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...], inputs: dict[str, str],
@@ -113,23 +116,25 @@ def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...]
     error is attributed to its own image."""
     stage = get_stage(stage_name)
     out: dict[str, Outcome] = {}
-    ready, images, upstreams = [], [], []
+    ready, images, upstreams, frames = [], [], [], []
     for record in records:
         try:
             upstream = read_inputs(record, inputs)
-            image = load_image(record) if stage.needs_image else None
+            frame = photo_frame(record)
+            image = load_image(record, frame) if stage.needs_image else None
         except DataError as err:
             out[record.image_id] = Failed(record.image_id, err.path, err.problem)
             continue
         ready.append(record)
         upstreams.append(upstream)
         images.append(image)
+        frames.append(frame)
     try:
         results = stage.process_batch(ready, images, config, upstreams, context) if ready else []
     except DataError:
         return [process_record(stage_name, config, r, inputs, context) for r in records]
-    for record, result in zip(ready, results):
-        out[record.image_id] = _done(record, result)
+    for record, result, frame in zip(ready, results, frames):
+        out[record.image_id] = _done(record, result, frame)
     return [out[r.image_id] for r in records]
 
 

@@ -30,11 +30,17 @@ class FuseConfig(Checked):
     gives the same class keep it and the rest of each box is 255; outside the boxes background."""
 
     def validate(self) -> None:
+        from . import STAGES
         names = self.source_names()
         if len(names) < 2 or len(set(names)) != len(names):
             raise OptionError("sources", f"must name at least two different stages, got {self.sources!r}")
         if "fuse" in names:
             raise OptionError("sources", "fuse cannot read its own store")
+        labels = [n for n in STAGES if STAGES.output(n) == "labels" and n != "fuse"]
+        for name in names:
+            if name not in labels:
+                what = f"makes {STAGES.output(name)}, not labels" if name in STAGES else "is not a stage"
+                raise OptionError("sources", f"{name!r} {what}; fuse reads label stores: {', '.join(labels)}")
 
     def source_names(self) -> tuple[str, ...]:
         return tuple(n.strip() for n in self.sources.split(",") if n.strip())

@@ -116,7 +116,7 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     names = (REFERENCE_ERROR,) if config.reference else GUARDS
     objects = {f"guard_{name}": np.array([name in g for g in fired], dtype=np.uint8) for name in names}
     areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1)
-    objects["kept_fraction"] = (masks.reshape(len(boxes), -1).sum(1) / areas).astype(np.float32)
+    objects["kept_fraction"] = (masks.sum(axis=(1, 2)) / areas).astype(np.float32)
     counts = {name: int(v.sum()) for name, v in objects.items() if name.startswith("guard_") and v.any()}
     return StageResult(label=label, masks=masks, objects=objects, counts=counts)
 

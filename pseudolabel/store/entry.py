@@ -168,10 +168,23 @@ def decoded(value) -> np.ndarray:
     return value.decode() if isinstance(value, ChunkedArray) else np.asarray(value)
 
 
-def build_entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult) -> Entry:
+FRAME_ATTRS = ("orientation", "exif_orientation")
+"""Per-image attributes of the photo's frame (format 3): the EXIF orientation the labels follow (1:
+the stored pixels) and the one the file carries (1: none)."""
+
+
+def build_entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult, frame=None) -> Entry:
     """What the store keeps for one image: the stage's arrays plus what the record knows (boxes,
-    classes, flags) and the filling rates, checked for shape and value range. Image-sized arrays
-    are compressed here, in the worker."""
+    classes, flags), the filling rates and the photo's frame (``catalog.pixels.Frame``: the EXIF
+    orientation the arrays follow), checked for shape and value range. Image-sized arrays are
+    compressed here, in the worker."""
+    entry = _entry(record, result)
+    entry.attrs["orientation"] = int(frame.orientation) if frame is not None else 1
+    entry.attrs["exif_orientation"] = int(frame.tag) if frame is not None else 1
+    return entry
+
+
+def _entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult) -> Entry:
     if isinstance(result, ProposalResult):
         return _proposal_entry(record, result)
     if isinstance(result, EdgeResult):

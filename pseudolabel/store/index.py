@@ -12,8 +12,9 @@ import h5py
 import numpy as np
 
 from ..core.errors import StoreError
+from ..core.records import id_problem
 from ..core.output_root import journal_dir
-from .entry import Entry
+from .entry import FRAME_ATTRS, Entry
 from .journal import Journal
 from .schema import (EDGE_FORMAT_NAME, FORMAT_VERSIONS, small_metadata_cache, IMAGES, INDEX, INDEX_CRC, PROPOSAL_FORMAT_NAME,
                      READABLE_VERSIONS, decode_str, index_checksum, read_meta)
@@ -98,9 +99,21 @@ class StoreIndex:
         except H5_ERRORS as exc:
             raise StoreError(f"{path}: damaged store: its index cannot be read ({exc})") from None
         ids, errors = [decode_str(s) for s in arrays["ids"]], [decode_str(s) for s in arrays["error"]]
-        if INDEX_CRC in meta and index_checksum(raw, ids, arrays["done"], errors, arrays["height"], arrays["width"],
-                                                arrays["num_objects"], checksums) != meta[INDEX_CRC]:
-            raise StoreError(f"{path}: damaged store: its index does not match its checksum")
+        if meta.get("format_version", 1) >= 2:          # the format decides what the store must carry
+            missing = [what for what, there in ((f"the {INDEX_CRC} attribute", INDEX_CRC in meta),
+                                                ("index/checksum", checksums is not None)) if not there]
+            if missing:
+                raise StoreError(f"{path}: damaged store: {' and '.join(missing)} missing (a format-"
+                                 f"{meta['format_version']} store carries checksums of its index and images)")
+            if index_checksum(raw, ids, arrays["done"], errors, arrays["height"], arrays["width"],
+                              arrays["num_objects"], checksums) != meta[INDEX_CRC]:
+                raise StoreError(f"{path}: damaged store: its index does not match its checksum")
+        bad = next(((i, p) for i in ids if (p := id_problem(i))), None)
+        if bad is not None:
+            raise StoreError(f"{path}: damaged store: its index holds the image id {bad[0]!r}, which is {bad[1]}")
+        lengths = {len(ids), len(errors), *(len(arrays[k]) for k in ("done", "height", "width", "num_objects"))}
+        if len(lengths) != 1 or (checksums is not None and len(checksums) != len(ids)):
+            raise StoreError(f"{path}: damaged store: the arrays of its index differ in length")
         return cls(path=Path(path), meta=meta, ids=ids, done=arrays["done"].astype(bool), errors=errors,
                    num_objects=arrays["num_objects"], checksums=checksums)
 
@@ -137,6 +150,9 @@ def read_entry(f: h5py.File, index: StoreIndex, image_id: str) -> Entry:
         raise StoreError(f"{index.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
     if index.checksums is not None and entry.checksum() != int(index.checksums[j]):
         raise StoreError(f"{index.path}: image '{image_id}' is damaged: its data does not match its checksum")
+    if index.meta.get("format_version", 1) >= 3 and not all(a in entry.attrs for a in FRAME_ATTRS):
+        raise StoreError(f"{index.path}: image '{image_id}' is damaged: its frame ({', '.join(FRAME_ATTRS)}) is "
+                         f"missing (a format-3 store records it for every image)")
     return entry
 
 

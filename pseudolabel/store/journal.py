@@ -23,10 +23,30 @@ MANIFEST = "manifest.json"
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` whole or not at all, and on disk before it counts: to a temporary name,
+    flushed and synced, renamed into place, then the folder entry synced too (a power cut leaves
+    either no entry or a complete one, never the zero-byte file an unsynced rename can leave)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries to disk (a rename is durable only then)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:          # pragma: no cover - some file systems refuse opening folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:          # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -64,7 +84,10 @@ class Journal:
 
     def manifest(self) -> dict[str, Any]:
         try:
-            return json.loads((self.dir / MANIFEST).read_text())
+            manifest = json.loads((self.dir / MANIFEST).read_text())
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+            return manifest
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.dir / MANIFEST}: unreadable journal manifest ({exc}); "
                              f"rerun with --force to start over") from None
@@ -130,9 +153,28 @@ class Journal:
         """``(entry, "")`` for a done image, ``(None, reason)`` for a failed one."""
         failed = self.dir / f"{image_id}.failed.json"
         if failed.exists():
-            return None, json.loads(failed.read_text())["error"]
+            reason = json.loads(failed.read_text())["error"]
+            if not isinstance(reason, str):
+                raise ValueError("its error is not text")
+            return None, reason
         with np.load(self.dir / f"{image_id}.npz", allow_pickle=False) as data:
-            return Entry.from_npz(data), ""
+            entry = Entry.from_npz(data)
+        for value in entry.arrays.values():          # every array's bytes read (and the zip's CRCs checked)
+            getattr(value, "chunks", None) or np.asarray(value)
+        return entry, ""
+
+    def drop_damaged(self) -> dict[str, str]:
+        """Read every entry once; remove those that cannot be read whole (a power cut's zero-byte
+        file, a flipped byte) so that their images are redone. Returns ``{file name: problem}``."""
+        dropped = {}
+        for image_id, state in sorted(self.finished().items()):
+            name = f"{image_id}{'.npz' if state == 'done' else '.failed.json'}"
+            try:
+                self.get(image_id)
+            except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises (EOFError, BadZipFile, ...)
+                dropped[name] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                (self.dir / name).unlink(missing_ok=True)
+        return dropped
 
 
 def lock_held(store: Path) -> bool:

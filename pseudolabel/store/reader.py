@@ -23,7 +23,7 @@ from ..core.output_root import journal_dir
 from .entry import decoded, unpack_membership
 from .index import StoreIndex, open_checked, read_entry, require_store
 from .journal import Journal
-from .schema import EDGE_FORMAT_NAME, FORMAT_NAME, PROPOSAL_FORMAT_NAME, read_meta, small_metadata_cache
+from .schema import EDGE_FORMAT_NAME, FORMAT_NAME, IMAGES, PROPOSAL_FORMAT_NAME, plain, read_meta, small_metadata_cache
 
 
 @dataclass
@@ -129,6 +129,15 @@ class _Store:
         except OSError as exc:
             raise StoreError(f"{self.path}: not a readable HDF5 file any more ({exc})") from None
         return image_id, read_entry(handle, self.index, image_id)
+
+    def image_attr(self, image_id: str, name: str, default: Any = None) -> Any:
+        """One attribute of a finished image's group (``image_path``, ``orientation``, ...) without
+        reading its arrays (exports name their files from them before writing any)."""
+        try:
+            value = self._handle()[IMAGES][image_id].attrs.get(name, default)
+        except (KeyError, OSError, RuntimeError) as exc:
+            raise StoreError(f"{self.path}: image '{image_id}' is damaged and cannot be read ({exc})") from None
+        return plain(value)
 
     def __iter__(self):
         for i in range(len(self)):

@@ -19,11 +19,12 @@ PROPOSAL_FORMAT_NAME = "pseudolabel.proposalstore"
 EDGE_FORMAT_NAME = "pseudolabel.edgestore"
 FORMATS = {"labels": FORMAT_NAME, "proposals": PROPOSAL_FORMAT_NAME, "edges": EDGE_FORMAT_NAME}
 """Store format of each kind of stage output (``Stage.output``)."""
-FORMAT_VERSIONS = {FORMAT_NAME: 2, PROPOSAL_FORMAT_NAME: 2, EDGE_FORMAT_NAME: 2}
-"""The version each format is written with (2: checksums of every image and of the index)."""
-READABLE_VERSIONS = {FORMAT_NAME: (1, 2), PROPOSAL_FORMAT_NAME: (1, 2), EDGE_FORMAT_NAME: (2,)}
+FORMAT_VERSIONS = {FORMAT_NAME: 3, PROPOSAL_FORMAT_NAME: 3, EDGE_FORMAT_NAME: 3}
+"""The version each format is written with (2: checksums of every image and of the index; 3: every
+image records its photo's frame, ``orientation`` and ``exif_orientation``)."""
+READABLE_VERSIONS = {FORMAT_NAME: (1, 2, 3), PROPOSAL_FORMAT_NAME: (1, 2, 3), EDGE_FORMAT_NAME: (2, 3)}
 """The versions readers accept: version 1 (no checksums; proposal stores with a CSR membership)
-is still read."""
+is still read; images of stores before version 3 are in their stored frame (orientation 1)."""
 FORMAT_VERSION = FORMAT_VERSIONS[FORMAT_NAME]
 """The label store's version (the format trainers read)."""
 

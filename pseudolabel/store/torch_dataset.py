@@ -2,8 +2,9 @@
 
 Imports torch only when used. Each item is a dict:
 
-* ``image``: (3, H, W) uint8 tensor, RGB, decoded from the photo the store was made from
-  (``data_root`` re-roots the stored path when the dataset has moved);
+* ``image``: (3, H, W) uint8 tensor, RGB, decoded from the photo the store was made from, in the
+  frame of its label (its EXIF orientation applied when the store says the labels follow it;
+  ``data_root`` re-roots the stored path when the dataset has moved);
 * ``label``: (H, W) int64 tensor, 0 background, 1..20, 255 ignore;
 * ``boxes``: (K, 4) float32, ``(x0, y0, x1, y1)`` in pixel-edge coordinates (0-based,
   x1/y1 exclusive: the torchvision convention);
@@ -26,8 +27,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
-from ..catalog import load_image
-from ..core.records import ImageRecord
+from ..catalog.pixels import load_photo
+from ..core.errors import DataError
 from .reader import LabelStore
 
 
@@ -65,10 +66,11 @@ class LabelDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         s = self.store[index]
-        h, w = s.label.shape
-        record = ImageRecord(image_id=s.image_id, image_path=self._image_path(s.image_path),
-                             width=w, height=h, objects=())
-        image = load_image(record)
+        path = self._image_path(s.image_path)
+        image = load_photo(path, int(s.attrs.get("orientation", 1)))      # in the frame of its labels
+        if image.shape[:2] != s.label.shape:
+            raise DataError(path, f"photo is {image.shape[1]}x{image.shape[0]} but its label in {self.store.path} is "
+                                  f"{s.label.shape[1]}x{s.label.shape[0]}", s.image_id)
         item = {
             "image_id": s.image_id,
             "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),

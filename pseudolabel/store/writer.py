@@ -7,6 +7,7 @@ folder entry is flushed too. Readers therefore see either no file or a finished 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..core.output_root import tmp_path
 from .entry import Entry
+from .journal import fsync_dir
 from .schema import FORMAT_NAME, FORMAT_VERSIONS, IMAGES, INDEX, INDEX_CRC, STR, index_checksum, small_metadata_cache
 
 
@@ -30,23 +32,25 @@ def write_store(store: str | os.PathLike, meta: dict[str, Any], ids: list[str],
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, store)
+    except (OSError, RuntimeError) as exc:     # HDF5 reports a full disk as either, over many lines
+        tmp.unlink(missing_ok=True)
+        raise OSError(getattr(exc, "errno", None), one_line(exc), str(store)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(store.parent)
+    fsync_dir(store.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:          # pragma: no cover - some file systems refuse opening folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:          # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+def one_line(exc: BaseException) -> str:
+    """What the system said about a failed write, in one line: ``No space left on device`` from an
+    OSError, or from the ``error message = '...'`` HDF5 puts in its multi-line messages."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    found = re.search(r"error message = '([^']+)'", str(exc))
+    if found:
+        return found.group(1)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _write(path: Path, meta: dict[str, Any], ids: list[str], entries: Iterable[tuple[str, Entry | None, str]],
