@@ -316,9 +316,11 @@ def _assert_clean(result, command, options) -> None:
 
 
 def _invoke_in(folder: str, args: list[str], cache) -> object:
-    """The CLI run with ``folder`` as the working folder (relative paths land there)."""
+    """The CLI run two folders deep inside ``folder`` (relative paths, ``..`` included, land there)."""
     here = os.getcwd()
-    os.chdir(folder)
+    deep = Path(folder) / "a" / "b"
+    deep.mkdir(parents=True)
+    os.chdir(deep)
     try:
         return CliRunner().invoke(cli, ["-q", *args], env={"PSEUDOLABEL_CACHE": str(cache)})
     finally:

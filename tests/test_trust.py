@@ -443,3 +443,21 @@ def test_orient_turns_photos_as_pillow_does():
         img.info["exif"] = exif.tobytes()
         turned = np.asarray(ImageOps.exif_transpose(img))
         assert np.array_equal(orient(pixels, tag), turned), tag
+
+
+def test_cache_clean_removes_only_what_is_verifiably_pseudolabels(invoke, voc_root, tmp_path):
+    """Pointed at a folder that is not an output root (`--cache ..`, a typo), it removes nothing of
+    the user's: links of other shapes, files named like stores that are not, folders of files."""
+    user = tmp_path / "user" / "a" / "b"
+    (user / "stage").mkdir(parents=True)
+    (user / "stage" / "0123456789ab.h5").write_bytes(b"not hdf5")          # named like a store
+    (user / "photo.h5").symlink_to(user / "stage" / "0123456789ab.h5")     # a link, not ours
+    (user / "stage" / "deadbeef.h5.partial").mkdir()                        # a folder named like a journal
+    (user / "stage" / "deadbeef.h5.partial" / "keep.txt").write_text("mine")
+    run("boxes", None, open_dataset(voc_root), "train", tmp_path / "user", progress=False)   # and a real store
+    result = invoke("cache", "clean", "--all", "--partial", "--cache", tmp_path / "user")
+    assert result.exit_code == 0, result.output
+    assert (user / "stage" / "0123456789ab.h5").read_bytes() == b"not hdf5" and (user / "photo.h5").is_symlink()
+    assert (user / "stage" / "deadbeef.h5.partial" / "keep.txt").read_text() == "mine"
+    ours = tmp_path / "user" / "VOC2012" / "train"
+    assert not (ours / "boxes.h5").is_symlink() and not list((ours / "boxes").glob("*.h5"))   # ours went

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..core.errors import StoreError
 from ..core.output_root import OutputRoot, lock_path
 from ..store.index import StoreIndex
-from ..store.journal import lock_held
+from ..store.journal import MANIFEST, lock_held
 
 
 @dataclass
@@ -81,16 +81,25 @@ def scan(cache: str | os.PathLike) -> list[CacheEntry]:
     return out
 
 
+def ours(entry: CacheEntry) -> bool:
+    """Whether an entry is verifiably pseudolabel's: a store or shard whose index reads, or a
+    journal with a manifest. Nothing else under a folder given as ``--cache`` is ever removed."""
+    if entry.kind == "partial":
+        return (entry.path / MANIFEST).is_file()
+    return entry.completed not in ("", "unreadable")
+
+
 def clean(cache: str | os.PathLike, *, everything: bool = False, partial: bool = False,
           stage: str | None = None, dry_run: bool = False) -> tuple[list[CacheEntry], list[Path]]:
     """Remove superseded stores (not the current one of their stage); with ``partial`` also
     interrupted runs and shard stores; with ``everything`` all of it, links included. Entries in
-    use by a live run are kept. Returns (removed entries, removed links)."""
+    use by a live run, and anything that is not verifiably a pseudolabel store, journal or link
+    (:func:`ours`), are kept. Returns (removed entries, removed links)."""
     removed, links = [], []
     entries = scan(cache)
     busy = {e.path.resolve() for e in entries if e.in_use}
     for e in entries:
-        if e.in_use or (stage and e.stage != stage):
+        if e.in_use or (stage and e.stage != stage) or not ours(e):
             continue
         if everything or (e.kind == "store" and not e.current) or (partial and e.kind in ("shard", "partial")):
             removed.append(e)

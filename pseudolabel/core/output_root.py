@@ -111,8 +111,11 @@ class OutputRoot:
                                 current=found[0] == "store" and current == path.resolve())
 
     def links(self) -> Iterator[Path]:
-        """Every ``<stage>.h5`` link under the root."""
-        yield from (p for p in self.root.glob(f"*/*/*{SUFFIX}") if p.is_symlink())
+        """Every ``<stage>.h5`` link under the root that is one of ours: a relative link into its
+        own ``<stage>/`` folder (``<stage>/<key>.h5``)."""
+        for p in self.root.glob(f"*/*/*{SUFFIX}"):
+            if p.is_symlink() and Path(os.readlink(p)).parent == Path(p.stem):
+                yield p
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def parse(path: Path) -> tuple[str, str] | None:
     shard = _SHARD.match(name)
     if shard:
         return "shard", shard["key"]
-    if name.endswith(SUFFIX) and name.count(".") == 1 and not path.is_dir():
+    if name.endswith(SUFFIX) and name.count(".") == 1 and path.is_file() and not path.is_symlink():
         return "store", name[: -len(SUFFIX)]
     return None
 
