@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from pseudolabel.catalog import load_class_gt, load_image, load_object_gt, open_dataset, parse_voc_xml
-from pseudolabel.core.classes import CLASS_ID, voc_palette
+from pseudolabel.core.classes import CLASS_ID, VOC_CLASSES, voc_palette
 from pseudolabel.core.errors import DataError, LayoutError
 from pseudolabel.core.records import BadRecord, ImageRecord
 
@@ -227,5 +227,5 @@ def test_genuine_voc2012_files():
         assert Image.open(r.class_gt_path).getpalette() == palette
     first = recs[0]
     assert (first.width, first.height) == (500, 338)
-    assert [o.class_name for o in first.objects] == ["person", "person", "bottle"]
+    assert [VOC_CLASSES[o.class_id] for o in first.objects] == ["person", "person", "bottle"]
     assert first.objects[0].box == (191, 107, 314, 328)

@@ -20,7 +20,7 @@ def test_help_lists_commands_and_shows_defaults(invoke):
         assert command in out
     boxes_help = " ".join(invoke("boxes", "--help").output.split())   # undo line wrapping
     for text in ("--data-root", "PSEUDOLABEL_DATA", "--cache", "PSEUDOLABEL_CACHE", "--split",
-                 "--jobs", "--force", "--retry-failed", "--on-error", "[default: train]", "[default: fail]", "[default: 1]",
+                 "--jobs", "--force", "--retry-failed", "--on-error", "[default: train, or the data's only split]", "[default: fail]", "[default: 1]",
                  "[default: ./cache]"):
         assert text in boxes_help, text
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pseudolabel.catalog import load_object_gt, open_dataset
-from pseudolabel.evaluation.instances import evaluate_instances, paired_instances
+from pseudolabel.evaluation.instances import evaluate_instances
 from pseudolabel.core.labels import box_mask
 from pseudolabel.core.records import ImageRecord, ObjectRecord
 from pseudolabel.store.reader import Sample
@@ -76,9 +76,10 @@ def test_sbd_objects_pair_with_the_non_empty_instances_in_order(invoke, combined
                          object_gt_path="inst/x.mat")
     instances = np.zeros((10, 10), np.uint8)
     instances[0:2, 0:2], instances[4:6, 4:6] = 1, 3                  # instance 2 has no pixels
-    assert paired_instances(record, instances) == [1, 3]
+    paired = open_dataset(combined_root).paired
+    assert paired(record, instances) == [1, 3]
     voc = ImageRecord("x", "x.jpg", 10, 10, record.objects, object_gt_path="SegmentationObject/x.png")
-    assert paired_instances(voc, instances) == [1, None]             # VOC: object k is k + 1
+    assert paired(voc, instances) == [1, None]                       # VOC: object k is k + 1
     env = {"PSEUDOLABEL_DATA": str(combined_root)}
     assert invoke("boxes", "--split", "sbd_train", env=env).exit_code == 0
     report = json.loads(invoke("-q", "evaluate", "--stage", "boxes", "--split", "sbd_train", "--instances",

@@ -75,7 +75,8 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
         sample = first[image_id]
         photo = load_photo(sample.image_path, int(sample.attrs.get("orientation", 1)))
         size = overlay.fit(photo.shape[:2], height)
-        tiles = [overlay.caption(overlay.boxes_tile(photo, sample.boxes, sample.classes, size), "photo")]
+        tiles = [overlay.caption(overlay.boxes_tile(photo, sample.boxes, sample.classes, size, first.labels.names),
+                                 "photo")]
         classes |= set(sample.classes.tolist())
         for name, store in stores.items():
             if isinstance(store, ProposalStore):
@@ -87,7 +88,7 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
             tiles.append(overlay.caption(tile, name))
         rows.append(overlay.row(tiles))
     width = max(r.width for r in rows)
-    sheet = overlay.stack(rows + [overlay.legend(classes, width)])
+    sheet = overlay.stack(rows + [overlay.legend(classes, width, first.labels.names)])
     out = Path(out)
     sheet.save(out)
     return out

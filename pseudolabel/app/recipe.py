@@ -76,7 +76,7 @@ class Recipe:
     path: Path
     name: str
     description: str = ""
-    split: str = "train"
+    split: str | None = None                    # None: the data's default (train, or its only split)
     data_root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)   # run options for every step
     steps: tuple[Step, ...] = field(default_factory=tuple)
@@ -180,7 +180,8 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, dict[str, Any]] | 
     options = {k: data[k] for k in RECIPE_OPTIONS if k in data}
     RunOptions.from_layers(options, where=f"{path}: ", style="recipe")     # checked now, used per step
     recipe = Recipe(path=path, name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
-                    split=str(data.get("split", "train")), data_root=root, options=options, steps=steps)
+                    split=str(data["split"]) if "split" in data else None, data_root=root, options=options,
+                    steps=steps)
     for step in steps:
         if step.kind == "stage":
             recipe.step_options(step)

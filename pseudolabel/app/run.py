@@ -58,7 +58,7 @@ def run_recipe(recipe: Recipe, dataset, *, cache: str | os.PathLike, split: str 
     from ..runner import backend_context, run
     from ..stages import get_stage
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    split = split or recipe.split
+    split = split or recipe.split or dataset.default_split()
     stage_steps = {id(s): recipe.step_options(s, given) for s in recipe.steps if s.kind == "stage"}
     log(f"recipe {recipe.name} ({recipe.path}): {len(recipe.steps)} steps on {dataset.root} [{split}]")
     for step in recipe.steps:                # e.g. missing detector weights: before any work

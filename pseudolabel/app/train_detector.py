@@ -230,6 +230,9 @@ def train(dataset: Dataset, split: str, out: str | os.PathLike, config: TrainCon
     """Train (or resume), write ``model_final.pth``; evaluate on ``eval_split`` when given.
     ``max_iterations`` stops early (tests)."""
     import torch
+    if not dataset.labels.is_voc:
+        raise ConfigError(f"train-detector trains BBAM's detector on PASCAL VOC's 20 classes; the classes of "
+                          f"{dataset.root} ({dataset.kind}) are others")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = _usable(dataset.records(split))

@@ -1,6 +1,8 @@
 """Dataset catalog: the only code that knows folder layouts and coordinate conventions.
 
-Three layouts are recognised under a data root:
+These layouts are recognised under a data root (``layouts.open_dataset``); besides the VOC and SBD
+ones below, COCO instances JSON (``coco.py``) and YOLO labels (``yolo.py``), each with its own
+classes (``Dataset.labels``, a ``core.classes.LabelSpace``):
 
 * **PASCAL VOC 2012** (the root itself, ``VOC2012/`` or ``VOCdevkit/VOC2012/``):
   ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, ``ImageSets/Segmentation/<split>.txt``,
@@ -22,11 +24,12 @@ the package's 0-based half-open convention (see :mod:`pseudolabel.core.records`)
 from __future__ import annotations
 
 from .files import EDGE_MODES, edge_file, mcg_file, read_edge_map, read_mcg_proposals
-from .layouts import SBD_CANDIDATES, VOC_CANDIDATES, Dataset, Record, open_dataset
+from .dataset import Dataset, Record
+from .layouts import SBD_CANDIDATES, VOC_CANDIDATES, VocSbd, open_dataset
 from .pixels import load_class_gt, load_image, load_object_gt
 from .sbd import read_sbd_instances
 from .voc import parse_voc_xml
 
-__all__ = ["EDGE_MODES", "SBD_CANDIDATES", "VOC_CANDIDATES", "Dataset", "Record", "edge_file", "load_class_gt",
+__all__ = ["EDGE_MODES", "SBD_CANDIDATES", "VOC_CANDIDATES", "Dataset", "Record", "VocSbd", "edge_file", "load_class_gt",
            "load_image", "load_object_gt", "mcg_file", "open_dataset", "parse_voc_xml", "read_edge_map",
            "read_mcg_proposals", "read_sbd_instances"]

@@ -1,22 +1,21 @@
-"""Data roots and their layouts (VOC, SBD, both), splits, and the records of a split."""
+"""Data roots and their layouts: PASCAL VOC 2012 and SBD (here), COCO instances JSON
+(``coco.py``) and YOLO labels (``yolo.py``); :func:`open_dataset` recognises which."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import LayoutError
-from ..core.records import BadRecord, ImageRecord, id_problem
+from ..core.records import ImageRecord, id_problem
+from .dataset import MAX_OBJECTS, Dataset, Record, bounded
+from .pixels import load_class_gt, load_object_gt
 from .sbd import sbd_record
 from .voc import voc_record
 
-Record = ImageRecord | BadRecord
-
-MAX_OBJECTS = 1000
-"""Objects an image may have by default (``--max-objects``): a stage holds one mask per object in
-memory (a 640x480 photo with 1,000 objects: about 300 MB of masks), so an annotation with 20,000
-boxes (a broken export, a fuzzer) must fail alone instead of taking the machine's memory. VOC's
-most crowded image has 56 objects, COCO's 93 (crowd regions apart)."""
+__all__ = ["MAX_OBJECTS", "SBD_CANDIDATES", "VOC_CANDIDATES", "Dataset", "Record", "VocSbd", "bounded",
+           "open_dataset"]
 
 VOC_CANDIDATES = (".", "VOC2012", "VOCdevkit/VOC2012")
 SBD_CANDIDATES = (".", "SBD", "sbd", "benchmark_RELEASE/dataset", "dataset")
@@ -30,23 +29,17 @@ def _is_sbd(path: Path) -> bool:
     return all((path / sub).is_dir() for sub in ("img", "cls", "inst"))
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A data root resolved to its layout. ``voc`` and ``sbd`` are the folders found (or None)."""
+class VocSbd(Dataset):
+    """PASCAL VOC 2012 and/or SBD under one root. ``voc`` and ``sbd`` are the folders found (or
+    None). Their label space is VOC's 20 classes."""
 
-    root: Path
-    voc: Path | None
-    sbd: Path | None
-    max_objects: int = MAX_OBJECTS
+    def __init__(self, root: Path, voc: Path | None, sbd: Path | None, max_objects: int = MAX_OBJECTS):
+        super().__init__(root, max_objects)
+        self.voc, self.sbd = voc, sbd
 
     @property
     def kind(self) -> str:
         return "voc+sbd" if self.voc and self.sbd else ("voc" if self.voc else "sbd")
-
-    @property
-    def name(self) -> str:
-        """Short name used in cache paths: the data root's folder name."""
-        return self.root.name or "data"
 
     def splits(self) -> list[str]:
         names: list[str] = []
@@ -58,18 +51,8 @@ class Dataset:
             names += ["train", "val"]
         return names
 
-    def check_split(self, split: str) -> str:
-        """``split`` when the data has it, else a LayoutError listing those it has."""
-        if split not in self.splits():
-            raise LayoutError(f"unknown split {split!r} for the {self.kind} data at {self.root}; "
-                              f"available: {', '.join(self.splits()) or 'none'}")
-        return split
-
-    # ------------------------------------------------------------------------- records
-    def records(self, split: str) -> list[Record]:
-        """Records of ``split`` in split-file order (``train_aug``: sorted ids). An image
-        whose annotation is unreadable becomes a :class:`BadRecord` naming file and problem."""
-        self.check_split(split)
+    def _records(self, split: str) -> list[Record]:
+        """Split-file order (``train_aug``: sorted ids)."""
         if self.voc and self.sbd:
             if split == "train_aug":
                 ids = self._train_aug_ids()
@@ -93,55 +76,71 @@ class Dataset:
     def _record(self, image_id: str) -> Record:
         voc_xml = self.voc / "Annotations" / f"{image_id}.xml" if self.voc else None
         if self.voc and (not self.sbd or voc_xml.exists()):
-            record = voc_record(self.voc, image_id)
-        else:
-            record = sbd_record(self.sbd, image_id, voc=self.voc)
-        return bounded(record, self.max_objects)
+            return voc_record(self.voc, image_id)
+        return sbd_record(self.sbd, image_id, voc=self.voc)
+
+    def class_gt(self, record: Record) -> np.ndarray:
+        return load_class_gt(record)
+
+    def object_gt(self, record: ImageRecord) -> np.ndarray:
+        return load_object_gt(record)
+
+    def paired(self, record: ImageRecord, instances: np.ndarray) -> list[int | None]:
+        """VOC: object k is instance k + 1; SBD: boxes are made from the non-empty instances in
+        order, so object k is the k-th non-empty instance."""
+        if not str(record.object_gt_path).endswith(".mat"):
+            return super().paired(record, instances)
+        present = [int(v) for v in np.unique(instances) if v not in (0, 255)]
+        values = present[:len(record.objects)]
+        return values + [None] * (len(record.objects) - len(values))
 
 
-def bounded(record: Record, max_objects: int) -> Record:
-    """``record``, or a :class:`BadRecord` naming its annotation when it has more than
-    ``max_objects`` objects."""
-    if isinstance(record, ImageRecord) and len(record.objects) > max_objects:
-        return BadRecord(record.image_id, record.annotation_path or record.image_path,
-                         f"{len(record.objects)} objects, more than the {max_objects} an image may have "
-                         f"(--max-objects; a mask per object is held in memory)", class_gt_path=record.class_gt_path)
-    return record
-
-
-def open_dataset(root: str | os.PathLike | None, max_objects: int = MAX_OBJECTS) -> Dataset:
-    """Resolve a data root to its layout, or raise :class:`LayoutError` saying what was
-    looked for. ``max_objects``: images with more objects are bad records (see :data:`MAX_OBJECTS`)."""
+def _resolve_root(root) -> Path:
     if root is None or str(root) == "":
-        raise LayoutError(
-            "no data root given: pass --data-root DIR or set PSEUDOLABEL_DATA "
-            "(a VOC2012 folder, an SBD folder, or a folder holding both)"
-        )
+        raise LayoutError("no data root given: pass --data-root DIR or set PSEUDOLABEL_DATA (a VOC2012 folder, "
+                          "an SBD folder, a COCO or YOLO dataset, or a folder holding VOC and SBD)")
     try:
-        root = Path(root).expanduser().resolve(strict=False)
-        is_dir = root.is_dir()
+        resolved = Path(root).expanduser().resolve(strict=False)
+        is_dir = resolved.is_dir()
     except (RuntimeError, OSError) as exc:            # a symbolic link loop, a name too long, ...
         raise LayoutError(f"{root}: cannot resolve the data root ({exc})") from None
     try:
-        str(root).encode("utf-8")
+        str(resolved).encode("utf-8")
     except UnicodeEncodeError:
-        raise LayoutError(f"{os.fsencode(root)!r}: the data root's path is not valid UTF-8; stores record "
+        raise LayoutError(f"{os.fsencode(resolved)!r}: the data root's path is not valid UTF-8; stores record "
                           f"it as UTF-8 text, so rename the folder (or reach it through a link whose "
                           f"path is UTF-8)") from None
     if not is_dir:
-        raise LayoutError(f"{root}: data root does not exist or is not a folder")
+        raise LayoutError(f"{resolved}: data root does not exist or is not a folder")
+    return resolved
+
+
+def open_dataset(root: str | os.PathLike | None, max_objects: int = MAX_OBJECTS,
+                 annotations: str | os.PathLike | None = None) -> Dataset:
+    """Resolve a data root to its layout, or raise :class:`LayoutError` saying what was looked for.
+    ``annotations``: a COCO instances JSON whose images are under ``root``. ``max_objects``: images
+    with more objects are bad records (see :data:`MAX_OBJECTS`)."""
+    from .coco import CocoDataset, find_coco
+    from .yolo import YoloDataset, find_yolo
+    root = _resolve_root(root)
+    if annotations is not None:
+        return CocoDataset.from_file(root, annotations, max_objects)
     voc = next((root / c for c in VOC_CANDIDATES if _is_voc(root / c)), None)
     sbd = next((root / c for c in SBD_CANDIDATES if _is_sbd(root / c)), None)
-    if voc is None and sbd is None:
-        raise LayoutError(
-            f"{root}: no dataset found. Expected a PASCAL VOC 2012 folder (JPEGImages/, "
-            f"Annotations/, ImageSets/Segmentation/) or an SBD folder (img/, cls/, inst/), "
-            f"at the root or under {', '.join(c for c in VOC_CANDIDATES + SBD_CANDIDATES if c != '.')}"
-        )
-    if max_objects < 1:
-        raise LayoutError(f"--max-objects must be at least 1, got {max_objects}")
-    return Dataset(root=root, voc=voc.resolve() if voc else None, sbd=sbd.resolve() if sbd else None,
-                   max_objects=max_objects)
+    if voc is not None or sbd is not None:
+        return VocSbd(root, voc.resolve() if voc else None, sbd.resolve() if sbd else None, max_objects)
+    coco = find_coco(root)
+    if coco:
+        return CocoDataset(root, coco, max_objects)
+    yaml_file = find_yolo(root)
+    if yaml_file is not None:
+        return YoloDataset(root, yaml_file, max_objects)
+    raise LayoutError(
+        f"{root}: no dataset found. Expected a PASCAL VOC 2012 folder (JPEGImages/, Annotations/, "
+        f"ImageSets/Segmentation/) or an SBD folder (img/, cls/, inst/), at the root or under "
+        f"{', '.join(c for c in VOC_CANDIDATES + SBD_CANDIDATES if c != '.')}; a COCO dataset "
+        f"(annotations/instances_<split>.json, or --annotations FILE); or a YOLO dataset (data.yaml with "
+        f"names, images/<split>/, labels/<split>/)")
 
 
 def _read_id_list(path: Path) -> list[str]:
@@ -159,3 +158,5 @@ def _read_id_list(path: Path) -> list[str]:
     if len(set(ids)) != len(ids):
         raise LayoutError(f"{path}: the split lists some image ids more than once")
     return ids
+
+

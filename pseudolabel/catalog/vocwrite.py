@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 from xml.sax.saxutils import escape
 
+from ..core.classes import VOC_CLASSES
 from ..core.records import ObjectRecord
 
 
@@ -22,7 +23,7 @@ def voc_xml(image_id: str, width: int, height: int, objects: Iterable[ObjectReco
     for o in objects:
         x0, y0, x1, y1 = o.box
         parts.append(
-            f"\t<object>\n\t\t<name>{o.class_name}</name>\n\t\t<pose>Unspecified</pose>\n"
+            f"\t<object>\n\t\t<name>{VOC_CLASSES[o.class_id]}</name>\n\t\t<pose>Unspecified</pose>\n"
             f"\t\t<truncated>{int(o.truncated)}</truncated>\n\t\t<difficult>{int(o.difficult)}</difficult>\n"
             f"\t\t<bndbox>\n\t\t\t<xmin>{x0 + 1}</xmin>\n\t\t\t<ymin>{y0 + 1}</ymin>\n"
             f"\t\t\t<xmax>{x1}</xmax>\n\t\t\t<ymax>{y1}</ymax>\n\t\t</bndbox>\n\t</object>"

@@ -13,7 +13,8 @@ from ..core.errors import Notice
 
 _data_root = click.option(
     "--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
-    help="Dataset folder: a VOC2012 folder, an SBD folder, or one holding both. "
+    help="Dataset folder: a VOC2012 folder, an SBD folder, one holding both, a COCO dataset "
+         "(annotations/instances_<split>.json) or a YOLO one (data.yaml, images/, labels/). "
          "[env: PSEUDOLABEL_DATA]")
 
 
@@ -29,17 +30,30 @@ max_objects_option = click.option(
     envvar="PSEUDOLABEL_MAX_OBJECTS")
 
 
+annotations_option = click.option(
+    "--annotations", type=click.Path(dir_okay=False), default=None, expose_value=False, callback=_remember,
+    metavar="FILE", help="A COCO instances JSON whose images are under --data-root; its split is named after the "
+                         "file (instances_train2017.json: train2017). [env: PSEUDOLABEL_ANNOTATIONS]",
+    envvar="PSEUDOLABEL_ANNOTATIONS")
+
+
 def data_root_option(func):
-    """``--data-root`` and ``--max-objects`` (how the dataset is read)."""
-    return _data_root(max_objects_option(func))
+    """``--data-root``, ``--annotations`` and ``--max-objects`` (how the dataset is read)."""
+    return _data_root(annotations_option(max_objects_option(func)))
 cache_option = click.option(
     "--cache", envvar="PSEUDOLABEL_CACHE", type=click.Path(file_okay=False), default="./cache",
     help="Output root; a stage's current store is <cache>/<dataset>/<split>/<stage>.h5, a link "
          "into <stage>/ where stores are kept per configuration (docs/CACHE.md). [env: PSEUDOLABEL_CACHE]")
 split_option = click.option(
-    "--split", default="train",
-    help="Split to use: a VOC ImageSets/Segmentation name (train, val, ...), or train_aug, "
-         "sbd_train, sbd_val when VOC and SBD share the data root.")
+    "--split", default=None,
+    help="Split to use: a VOC ImageSets/Segmentation name (train, val, ...), train_aug, sbd_train, sbd_val "
+         "when VOC and SBD share the data root, a COCO file's split (instances_<split>.json) or a YOLO "
+         "images/<split> folder. [default: train, or the data's only split]")
+
+
+def split_of(dataset: Dataset, split: str | None) -> str:
+    """``--split``, or the data's default (``train``, else its only split)."""
+    return split or dataset.default_split()
 
 
 def progress_enabled(ctx: click.Context) -> bool:
@@ -55,11 +69,12 @@ def logger(ctx: click.Context, level: int = 0):
 
 
 def dataset_from(data_root: str | None) -> Dataset:
-    """The dataset at ``data_root``, read with this command's ``--max-objects``."""
+    """The dataset at ``data_root``, read with this command's ``--annotations`` and ``--max-objects``."""
     from ..catalog.layouts import MAX_OBJECTS
     ctx = click.get_current_context(silent=True)
-    limit = ctx.meta.get("pseudolabel.max_objects") if ctx is not None else None
-    return open_dataset(data_root, MAX_OBJECTS if limit is None else limit)
+    meta = ctx.meta if ctx is not None else {}
+    limit = meta.get("pseudolabel.max_objects")
+    return open_dataset(data_root, MAX_OBJECTS if limit is None else limit, meta.get("pseudolabel.annotations"))
 
 
 def store_path(cache: str, dataset: Dataset, split: str, stage: str | None, store: str | None = None):

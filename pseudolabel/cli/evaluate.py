@@ -8,7 +8,7 @@ import click
 from ..evaluation.semantic import evaluate_store, format_table, paired_bootstrap
 from ..store import LabelStore
 from . import cli
-from .common import (cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled,
+from .common import (split_of, cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled,
                      split_option, store_option, store_path)
 
 
@@ -38,6 +38,7 @@ def evaluate_command(ctx, data_root, cache, split, stage, store, against, instan
     coverage 0..1.
     """
     dataset = dataset_from(data_root)
+    split = split_of(dataset, split)
     store = LabelStore(store_path(cache, dataset, split, stage, store))
     other = None
     if against is not None:

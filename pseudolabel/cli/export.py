@@ -7,7 +7,7 @@ from ..core.output_root import OutputRoot
 from ..export import FORMATS
 from ..store import LabelStore
 from . import cli
-from .common import (cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled,
+from .common import (split_of, cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled,
                      split_option, store_option, store_path)
 
 
@@ -38,6 +38,7 @@ def export_command(ctx, data_root, cache, split, stage, store, fmt, out, instanc
     from ..export import export_store
 
     dataset = dataset_from(data_root)
+    split = split_of(dataset, split)
     store = LabelStore(store_path(cache, dataset, split, stage, store))
     out = out or OutputRoot(cache).export_dir(dataset.name, split, store.stage, fmt)
     _, line = export_store(store, out, fmt, split=split, instances=instances, progress=progress_enabled(ctx))

@@ -8,7 +8,7 @@ import click
 from ..evaluation.proposals import evaluate_proposals
 from ..store import ProposalStore
 from . import cli
-from .common import cache_option, dataset_from, data_root_option, progress_enabled, split_option, store_path
+from .common import split_of, cache_option, dataset_from, data_root_option, progress_enabled, split_option, store_path
 
 
 @cli.command("evaluate-proposals")
@@ -24,6 +24,7 @@ def evaluate_proposals_command(ctx, data_root, cache, split, as_json):
     medium / large: under 32x32, up to 96x96, above) and per class; proposals and seconds per
     image."""
     dataset = dataset_from(data_root)
+    split = split_of(dataset, split)
     store = ProposalStore(store_path(cache, dataset, split, "proposals"))
     report = evaluate_proposals(store, dataset, split, progress=progress_enabled(ctx))
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from . import cli
-from .common import cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled, split_option
+from .common import split_of, cache_option, dataset_from, data_root_option, label_stages, logger, progress_enabled, split_option
 
 DEFAULT_STAGES = "grabcut,refine,fuse"
 
@@ -34,6 +34,7 @@ def report_command(ctx, data_root, cache, split, stages, stores, out, examples):
     from .common import store_path
 
     dataset = dataset_from(data_root)
+    split = split_of(dataset, split)
     stages = DEFAULT_STAGES if stages is None and not stores else (stages or "")
     names = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = [s for s in names if s not in label_stages()]

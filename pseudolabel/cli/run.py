@@ -6,8 +6,8 @@ import json
 import click
 
 from . import cli
-from .common import cache_option, dataset_from, logger, max_objects_option, parse_run_options, progress_enabled, \
-    run_options
+from .common import annotations_option, cache_option, dataset_from, logger, max_objects_option, parse_run_options, \
+    progress_enabled, run_options
 
 
 @cli.command("run")
@@ -15,6 +15,7 @@ from .common import cache_option, dataset_from, logger, max_objects_option, pars
 @click.option("--list", "list_recipes", is_flag=True, help="List the recipes shipped with pseudolabel and exit.")
 @click.option("--data-root", envvar="PSEUDOLABEL_DATA", type=click.Path(file_okay=False), default=None,
               help="Dataset folder [default: the recipe's data_root]. [env: PSEUDOLABEL_DATA]")
+@annotations_option
 @max_objects_option
 @cache_option
 @click.option("--split", default=None, help="Split [default: the recipe's split, else train].")

@@ -12,7 +12,7 @@ from ..runner import merge_shards, run
 from ..runner.options import fields_for
 from ..stages import STAGES, Stage
 from . import cli
-from .common import (build_config, cache_option, config_options, dataset_from, data_root_option,
+from .common import (split_of, build_config, cache_option, config_options, dataset_from, data_root_option,
                      logger, parse_run_options, progress_enabled, run_options, split_option)
 
 
@@ -22,7 +22,8 @@ def make_command(stage: Stage) -> click.Command:
         options = parse_run_options({f.name: values.pop(f.name) for f in fields_for("stage") if f.name in values})
         config = build_config(stage.config_class, values)
         log = logger(ctx)
-        summary = run(stage.name, config, dataset_from(data_root), split, cache, options,
+        dataset = dataset_from(data_root)
+        summary = run(stage.name, config, dataset, split_of(dataset, split), cache, options,
                       progress=progress_enabled(ctx), log=log)
         for line in summary.lines():
             log(line)
@@ -50,5 +51,6 @@ def merge(ctx, data_root, cache, split, stage, shards, key, force):
     <stage>/<key>.h5 and make it the current <stage>.h5."""
     if stage not in STAGES:
         raise click.BadParameter(f"unknown stage {stage!r}; known: {', '.join(STAGES)}", param_hint="--stage")
-    merge_shards(stage, dataset_from(data_root), split, cache, shards, key=key, force=force,
+    dataset = dataset_from(data_root)
+    merge_shards(stage, dataset, split_of(dataset, split), cache, shards, key=key, force=force,
                  progress=progress_enabled(ctx), log=logger(ctx))

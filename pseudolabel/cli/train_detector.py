@@ -6,7 +6,7 @@ import json
 import click
 
 from . import cli
-from .common import build_config, cache_option, config_options, dataset_from, data_root_option, logger, \
+from .common import split_of, build_config, cache_option, config_options, dataset_from, data_root_option, logger, \
     parse_run_options, progress_enabled, split_option
 
 
@@ -38,6 +38,7 @@ def train_detector_command(ctx, data_root, cache, split, eval_split, out, device
     from ..core.output_root import OutputRoot
     from ..app.train_detector import train
     dataset = dataset_from(data_root)
+    split = split_of(dataset, split)
     config = build_config(_config_class(), values)
     out = Path(out) if out else OutputRoot(cache).detector_dir(dataset.name, split)
     from ..models.device import describe, resolve

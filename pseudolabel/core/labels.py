@@ -57,10 +57,12 @@ def paint_smaller_on_top(masks: np.ndarray, classes: np.ndarray, boxes: np.ndarr
     return label
 
 
-def filling_rates(label: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Box2Seg's per-class filling rate, (21,) float32 with NaN for classes without boxes:
-    ``eta_c = (pixels of class c in label) / (pixels in the union of class c's boxes)``."""
-    rates = np.full(NUM_CLASSES, np.nan, dtype=np.float32)
+def filling_rates(label: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
+                  num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Box2Seg's per-class filling rate, (num_classes,) float32 (background included) with NaN
+    for classes without boxes: ``eta_c = (pixels of class c in label) / (pixels in the union of
+    class c's boxes)``."""
+    rates = np.full(num_classes, np.nan, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     classes = np.asarray(classes)
     for c in np.unique(classes):

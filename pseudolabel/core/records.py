@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classes import VOC_CLASSES
 
 
 def id_problem(image_id: str) -> str | None:
@@ -35,16 +34,15 @@ def id_problem(image_id: str) -> str | None:
 
 @dataclass(frozen=True)
 class ObjectRecord:
-    """One annotated object: class id in 1..20, box in the convention above, VOC flags."""
+    """One annotated object: class ``class_id`` in 1..C of the dataset's label space, box in the
+    convention above, VOC flags; ``source_id``: the dataset's own id of the annotation (COCO's
+    annotation id), when it has one."""
 
     class_id: int
     box: tuple[int, int, int, int]
     difficult: bool = False
     truncated: bool = False
-
-    @property
-    def class_name(self) -> str:
-        return VOC_CLASSES[self.class_id]
+    source_id: int | None = None
 
     @property
     def area(self) -> int:
@@ -57,7 +55,10 @@ class ImageRecord:
     """One image of a split, with its objects and where its files live.
 
     ``width``/``height`` are the size the annotation declares; the image loader checks the
-    decoded image against them. Ground-truth paths are ``None`` when the dataset has none.
+    decoded image against them. Ground-truth paths are ``None`` when the dataset has none (a COCO
+    dataset's ground truth is in its JSON: the path is that file's). ``source_id``: the dataset's
+    own id of the image (COCO's image id). ``ignore_boxes``: regions that are neither object nor
+    background (COCO's ``iscrowd`` annotations): background pixels inside them are 255.
     """
 
     image_id: str
@@ -68,18 +69,25 @@ class ImageRecord:
     annotation_path: str = ""
     class_gt_path: str | None = None
     object_gt_path: str | None = None
+    source_id: int | None = None
+    ignore_boxes: tuple[tuple[int, int, int, int], ...] = ()
 
     def boxes(self) -> np.ndarray:
         """(K, 4) int32 boxes in the package convention."""
         return np.array([o.box for o in self.objects], dtype=np.int32).reshape(-1, 4)
 
     def classes(self) -> np.ndarray:
-        """(K,) uint8 class ids 1..20."""
+        """(K,) uint8 class ids 1..C."""
         return np.array([o.class_id for o in self.objects], dtype=np.uint8)
 
     def flags(self, name: str) -> np.ndarray:
         """(K,) bool per-object flag (``difficult`` or ``truncated``)."""
         return np.array([getattr(o, name) for o in self.objects], dtype=bool)
+
+    def source_ids(self) -> np.ndarray | None:
+        """(K,) int64 annotation ids of the objects, when every object has one (COCO), else None."""
+        ids = [o.source_id for o in self.objects]
+        return np.array(ids, dtype=np.int64) if ids and None not in ids else None
 
 
 @dataclass(frozen=True)

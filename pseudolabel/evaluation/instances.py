@@ -26,25 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import Dataset, load_class_gt, load_object_gt
-from ..core.classes import IGNORE, NUM_CLASSES, VOC_CLASSES
+from ..catalog import Dataset
+from ..core.classes import IGNORE, VOC_CLASSES
 from ..core.errors import DataError, StoreError
 from .proposals import AREA_BINS, instance_classes
 from ..export.coco import encode
 from ..core.progress import Progress
 from ..core.records import BadRecord
 from ..store.reader import LabelStore
-
-
-def paired_instances(record, instances: np.ndarray) -> list[int | None]:
-    """The instance value of each of ``record``'s objects (None when the map has no such instance)."""
-    present = [int(v) for v in np.unique(instances) if v not in (0, IGNORE)]
-    if str(record.object_gt_path).endswith(".mat"):            # SBD: objects = non-empty instances, in order
-        values = present
-    else:                                                     # VOC: object k is k + 1
-        values = [k + 1 for k in range(len(record.objects))]
-    values = values[:len(record.objects)] + [None] * (len(record.objects) - len(values))
-    return [v if v in present else None for v in values]
 
 
 def _pct(x: float) -> float | None:
@@ -66,15 +55,16 @@ class _Tally:
         self.images: list[dict] = []
         self.mismatches = self.unpaired = self.unscored = 0
 
-    def add(self, n: int, record, instances: np.ndarray, of: np.ndarray, sample) -> None:
-        """Image ``n``: its ground-truth ``instances`` (classes ``of`` each value) against the
-        store's ``sample`` (None for a failed image: every instance scores 0)."""
+    def add(self, n: int, record, instances: np.ndarray, of: np.ndarray, sample, pairs_of: list) -> None:
+        """Image ``n``: its ground-truth ``instances`` (classes ``of`` each value; ``pairs_of``: the
+        instance value of each object) against the store's ``sample`` (None for a failed image:
+        every instance scores 0)."""
         from pycocotools import mask as mask_utils
         h, w = instances.shape
         self.images.append({"id": n, "height": h, "width": w})
         valid = instances != IGNORE
         pairs = {}
-        for k, value in enumerate(paired_instances(record, instances)):
+        for k, value in enumerate(pairs_of):
             if value is None:
                 continue
             if of[value] != record.objects[k].class_id:
@@ -113,32 +103,33 @@ def evaluate_instances(store: LabelStore, dataset: Dataset, split: str, *, progr
         if record is None:
             raise StoreError(f"{store.path}: image '{image_id}' is not in split '{split}' of {dataset.root}")
         bar.update()
-        if isinstance(record, BadRecord) or record.object_gt_path is None:
+        if isinstance(record, BadRecord) or not dataset.has_object_gt(record):
             tally.unscored += 1
             continue
-        instances = load_object_gt(record)
+        instances = dataset.object_gt(record)
         sample = None if image_id in store.failed else store.read(image_id, masks=True)
         if sample is not None and sample.masks.shape[1:] != instances.shape:
             raise DataError(record.object_gt_path, f"instances are {instances.shape[1]}x{instances.shape[0]} but "
                                                    f"the pseudo masks are {sample.masks.shape[2]}x"
                                                    f"{sample.masks.shape[1]}", image_id)
-        tally.add(n, record, instances, instance_classes(instances, load_class_gt(record)), sample)
+        tally.add(n, record, instances, instance_classes(instances, dataset.class_gt(record)), sample,
+                  dataset.paired(record, instances))
     bar.close()
     gt_anns = [a for a in tally.gt_anns if a["category_id"] > 0]      # an instance the class map gives no class
     rows = tally.rows
     return {
         "stage": store.stage, "split": split, "store": str(store.path),
         "miou": _mean(np.array([r[2] for r in rows])), "instances": len(rows),
-        "per_class": {VOC_CLASSES[c]: _mean([r[2] for r in rows if r[0] == c])
-                      for c in range(1, NUM_CLASSES) if any(r[0] == c for r in rows)},
+        "per_class": {dataset.labels.names[c]: _mean([r[2] for r in rows if r[0] == c])
+                      for c in range(1, dataset.labels.num_classes) if any(r[0] == c for r in rows)},
         "by_size": {name: _mean([r[2] for r in rows if lo <= r[1] < hi]) for name, lo, hi in AREA_BINS},
         "class_mismatches": tally.mismatches, "unpaired_instances": tally.unpaired,
         "images": len(store.all_ids), "failed_images": len(store.failed), "unscored_images": tally.unscored,
-        **coco_ap(tally.images, gt_anns, tally.dt_anns),
+        **coco_ap(tally.images, gt_anns, tally.dt_anns, dataset.labels.names),
     }
 
 
-def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dict[str, float | None]:
+def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict], names=VOC_CLASSES) -> dict[str, float | None]:
     """COCO mask AP, AP50, AP75 (percent) of detections ``dt_anns`` against ``gt_anns``."""
     if not gt_anns:
         return {"ap": None, "ap50": None, "ap75": None}
@@ -151,7 +142,7 @@ def coco_ap(images: list[dict], gt_anns: list[dict], dt_anns: list[dict]) -> dic
         warnings.simplefilter("ignore", DeprecationWarning)
         gt = COCO()
         gt.dataset = {"images": images, "annotations": gt_anns,
-                      "categories": [{"id": c, "name": VOC_CLASSES[c]} for c in range(1, NUM_CLASSES)]}
+                      "categories": [{"id": c, "name": names[c]} for c in range(1, len(names))]}
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dt_anns), iouType="segm")
         ev.evaluate()

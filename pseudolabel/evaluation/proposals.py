@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..catalog import Dataset, load_class_gt, load_object_gt
+from ..catalog import Dataset
 from ..core.classes import IGNORE, NUM_CLASSES, VOC_CLASSES
 from ..core.errors import StoreError
 from ..core.progress import Progress
@@ -55,9 +55,10 @@ def instance_classes(instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """(256,) class of each instance value: the most frequent ground-truth class under its
     pixels (void and background left out; 0 when it has none). Read off the class map, not the
     annotation's object order, so it holds whatever order the instances are numbered in."""
-    keep = (instances != IGNORE) & (classes != IGNORE) & (classes > 0) & (classes < NUM_CLASSES)
-    votes = np.bincount(instances[keep].astype(np.int64) * NUM_CLASSES + classes[keep],
-                        minlength=256 * NUM_CLASSES).reshape(256, NUM_CLASSES)
+    n = max(int(classes[classes != IGNORE].max(initial=0)) + 1, NUM_CLASSES)
+    keep = (instances != IGNORE) & (classes != IGNORE) & (classes > 0)
+    votes = np.bincount(instances[keep].astype(np.int64) * n + classes[keep],
+                        minlength=256 * n).reshape(256, n)
     return votes.argmax(axis=1)
 
 
@@ -69,13 +70,13 @@ def _overlap_summary(rows: list[Overlap]) -> dict[str, Any]:
             "recall_70": round(float((best >= 0.7).mean()), 4), "instances": int(len(best))}
 
 
-def _breakdown(rows: list[Overlap], classes: list[str]) -> dict[str, Any]:
+def _breakdown(rows: list[Overlap], classes: list[str], names=VOC_CLASSES) -> dict[str, Any]:
     """The summary per instance size (:data:`AREA_BINS`) and per class (``classes[i]`` is the
     class of ``rows[i]``; classes without instances, and instances the class map gives no class,
     are left out)."""
     by_size = {name: _overlap_summary([r for r in rows if lo <= r.area < hi]) for name, lo, hi in AREA_BINS}
     per_class = {c: _overlap_summary([r for r, rc in zip(rows, classes) if rc == c])
-                 for c in VOC_CLASSES[1:] if c in classes}
+                 for c in names[1:] if c in classes}
     return {"by_size": by_size, "per_class": per_class}
 
 
@@ -92,21 +93,22 @@ def evaluate_proposals(store, dataset: Dataset, split: str, *, progress: bool = 
         record = records.get(image_id)
         if record is None or isinstance(record, BadRecord):
             raise StoreError(f"{store.path}: image '{image_id}' is not a readable image of split '{split}'")
-        instances = load_object_gt(record)
+        instances = dataset.object_gt(record)
         found = best_overlaps(p.superpixels, p.membership, instances)
-        of = instance_classes(instances, load_class_gt(record))
+        of = instance_classes(instances, dataset.class_gt(record))
         rows += found
-        classes += [VOC_CLASSES[of[r.instance]] for r in found]
+        classes += [dataset.labels.names[of[r.instance]] for r in found]
         proposals.append(p.membership.shape[0])
         seconds.append(float(p.attrs.get("seconds", float("nan"))))
         bar.update()
     bar.close()
     large = [i for i, r in enumerate(rows) if r.width >= MIN_INSTANCE_BOX and r.height >= MIN_INSTANCE_BOX]
     report = _overlap_summary([rows[i] for i in large])
-    report.update(_breakdown([rows[i] for i in large], [classes[i] for i in large]))
+    names = dataset.labels.names
+    report.update(_breakdown([rows[i] for i in large], [classes[i] for i in large], names))
     report.update({
         "min_box": MIN_INSTANCE_BOX,
-        "all": {**_overlap_summary(rows), **_breakdown(rows, classes)},
+        "all": {**_overlap_summary(rows), **_breakdown(rows, classes, names)},
         "proposals_per_image": round(float(np.mean(proposals)), 1) if proposals else None,
         "seconds_per_image": round(float(np.nanmean(seconds)), 3) if seconds and not np.isnan(seconds).all() else None,
         "images": len(store.ids), "failed_images": len(store.failed), "store": str(store.path),

@@ -22,32 +22,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..catalog import Dataset, load_class_gt
+from ..catalog import Dataset
 from ..core.classes import IGNORE, NUM_CLASSES, VOC_CLASSES
 from ..core.errors import DataError, StoreError
 from ..core.progress import Progress
 from ..core.records import BadRecord
 from ..store.reader import LabelStore
 
-UNCOMMITTED = NUM_CLASSES  # column index of pseudo-label 255
-
-
-def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(21, 22) int64 counts: rows GT class 0..20, columns predicted class 0..20 and a last
-    column for predicted 255. GT 255 pixels are dropped. One ``bincount``."""
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """(C, C + 1) int64 counts (C = ``num_classes``, background included; VOC: 21 x 22): rows GT
+    class 0..C-1, columns predicted class 0..C-1 and a last column for predicted 255 ("not
+    committed"). GT 255 pixels are dropped. One ``bincount``."""
+    n = num_classes
     gt = np.asarray(gt).ravel()
     pred = np.asarray(pred).ravel()
     if gt.shape != pred.shape:
         raise ValueError(f"shapes differ: gt {gt.shape}, pred {pred.shape}")
     keep = gt != IGNORE
     gt, pred = gt[keep].astype(np.int64), pred[keep].astype(np.int64)
-    if gt.size and gt.max() >= NUM_CLASSES:
-        raise ValueError(f"ground truth holds values outside 0..20/255: {np.unique(gt[gt >= NUM_CLASSES])}")
-    pred = np.where(pred == IGNORE, UNCOMMITTED, pred)
-    if pred.size and pred.max() > UNCOMMITTED:
-        raise ValueError(f"pseudo label holds values outside 0..20/255: {np.unique(pred[pred > UNCOMMITTED])}")
-    counts = np.bincount(gt * (NUM_CLASSES + 1) + pred, minlength=NUM_CLASSES * (NUM_CLASSES + 1))
-    return counts.reshape(NUM_CLASSES, NUM_CLASSES + 1)
+    if gt.size and gt.max() >= n:
+        raise ValueError(f"ground truth holds values outside 0..{n - 1}/255: {np.unique(gt[gt >= n])}")
+    pred = np.where(pred == IGNORE, n, pred)
+    if pred.size and pred.max() > n:
+        raise ValueError(f"pseudo label holds values outside 0..{n - 1}/255: {np.unique(pred[pred > n])}")
+    counts = np.bincount(gt * (n + 1) + pred, minlength=n * (n + 1))
+    return counts.reshape(n, n + 1)
 
 
 def iou_per_class(square: np.ndarray) -> np.ndarray:
@@ -58,11 +57,12 @@ def iou_per_class(square: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, tp / denom, np.nan)
 
 
-def scores(matrix: np.ndarray) -> dict[str, Any]:
-    """All figures from one (21, 22) matrix; see the module docstring."""
-    committed = matrix[:, :NUM_CLASSES]
+def scores(matrix: np.ndarray, names: tuple[str, ...] = VOC_CLASSES) -> dict[str, Any]:
+    """All figures from one (C, C + 1) matrix; see the module docstring. ``names``: the classes."""
+    n = matrix.shape[0]
+    committed = matrix[:, :n]
     as_background = committed.copy()
-    as_background[:, 0] += matrix[:, UNCOMMITTED]
+    as_background[:, 0] += matrix[:, n]
     iou = iou_per_class(committed)
     iou_bg = iou_per_class(as_background)
     total = matrix.sum()
@@ -76,16 +76,17 @@ def scores(matrix: np.ndarray) -> dict[str, Any]:
         "miou_ignore_as_background": pct(np.nanmean(iou_bg)) if np.isfinite(iou_bg).any() else None,
         "coverage": round(float(committed.sum() / total), 6) if total else None,
         "pixel_accuracy": pct(pixel_acc),
-        "per_class": {VOC_CLASSES[c]: pct(iou[c]) for c in range(NUM_CLASSES)},
-        "per_class_ignore_as_background": {VOC_CLASSES[c]: pct(iou_bg[c]) for c in range(NUM_CLASSES)},
+        "per_class": {names[c]: pct(iou[c]) for c in range(n)},
+        "per_class_ignore_as_background": {names[c]: pct(iou_bg[c]) for c in range(n)},
         "pixels": int(total),
     }
 
 
 def miou_of(matrices: np.ndarray) -> np.ndarray:
-    """``scores(m)["miou"]`` (percent) of each (21, 22) matrix in a ``(..., 21, 22)`` stack,
+    """``scores(m)["miou"]`` (percent) of each (C, C + 1) matrix in a ``(..., C, C + 1)`` stack,
     vectorised; NaN where no class is present."""
-    committed = np.asarray(matrices, dtype=np.float64)[..., :NUM_CLASSES]
+    matrices = np.asarray(matrices, dtype=np.float64)
+    committed = matrices[..., :matrices.shape[-2]]
     tp = np.diagonal(committed, axis1=-2, axis2=-1)
     denom = committed.sum(-2) + committed.sum(-1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -96,16 +97,16 @@ def miou_of(matrices: np.ndarray) -> np.ndarray:
 
 def paired_bootstrap(before: np.ndarray, after: np.ndarray, *, resamples: int = 2000, level: float = 0.95,
                      seed: int = 0) -> dict[str, float]:
-    """How sure is a change in mIoU? ``before``, ``after``: ``(N, 21, 22)`` per-image confusion
+    """How sure is a change in mIoU? ``before``, ``after``: ``(N, C, C + 1)`` per-image confusion
     matrices of two labellings of the same N images (in the same order). The images are drawn
     with replacement ``resamples`` times, the same draw for both, and the change in mIoU over
     each draw gives a percentile interval. Returns ``difference`` (after - before over all
     images), ``low`` and ``high`` (the interval), ``level`` and ``resamples``. Deterministic for
     a ``seed``."""
     before, after = np.asarray(before), np.asarray(after)
-    if before.shape != after.shape or before.ndim != 3 or before.shape[1:] != (NUM_CLASSES, NUM_CLASSES + 1):
-        raise ValueError(f"expected two (N, {NUM_CLASSES}, {NUM_CLASSES + 1}) stacks of per-image matrices of "
-                         f"the same images, got {before.shape} and {after.shape}")
+    if before.shape != after.shape or before.ndim != 3 or before.shape[2] != before.shape[1] + 1:
+        raise ValueError(f"expected two (N, C, C + 1) stacks of per-image matrices of the same images, got "
+                         f"{before.shape} and {after.shape}")
     if not len(before):
         raise ValueError("no images to resample")
     if not 0 < level < 1 or resamples < 1:
@@ -116,7 +117,7 @@ def paired_bootstrap(before: np.ndarray, after: np.ndarray, *, resamples: int = 
     diffs = []
     for start in range(0, resamples, 250):          # (250, N) draw counts x (N, 2 * 462) per chunk
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(250, resamples - start)).astype(np.float64)
-        sums = (counts @ flat).reshape(len(counts), 2, NUM_CLASSES, NUM_CLASSES + 1)
+        sums = (counts @ flat).reshape(len(counts), 2, *before.shape[1:])
         diffs.append(miou_of(sums[:, 1]) - miou_of(sums[:, 0]))
     diffs = np.concatenate(diffs)
     tail = 100.0 * (1.0 - level) / 2.0
@@ -133,66 +134,91 @@ class Evaluation:
     failed: int
     report: dict[str, Any]
     per_image: np.ndarray | None = None
-    """``(N, 21, 22)``: each image's matrix, in ``store.all_ids`` order (``per_image=True``)."""
+    """``(N, C, C + 1)``: each image's matrix, in ``store.all_ids`` order (``per_image=True``)."""
+
+
+def _check_store(store: LabelStore, dataset: Dataset, split: str, records: dict) -> None:
+    """A StoreError unless ``store`` was made from this data, its classes and this split's images."""
+    made_from = store.meta.get("dataset_root")
+    if made_from is not None and made_from != str(dataset.root):
+        raise StoreError(f"{store.path}: made from the data at {made_from}, not {dataset.root}; evaluate it "
+                         f"with --data-root {made_from}, or make a store from this data (another --cache)")
+    if store.labels != dataset.labels:
+        raise StoreError(f"{store.path}: its classes ({', '.join(store.labels.names[1:4])}, ...) are not those of "
+                         f"{dataset.root} ({', '.join(dataset.labels.names[1:4])}, ...)")
+    missing = [i for i in store.all_ids if i not in records]
+    if missing:
+        raise StoreError(f"{store.path}: {len(missing)} image(s) of the store are not in split "
+                         f"'{split}' of {dataset.root} (first: {missing[0]})")
 
 
 def evaluate_store(store: LabelStore, dataset: Dataset, split: str, *, progress: bool = True,
                    log: Callable[[str], None] = lambda s: None, per_image: bool = False,
                    visit: Callable[[Any], None] | None = None) -> Evaluation:
-    """Score a finished store against the split's ground truth. Images that the run recorded
-    as failed count as uncommitted (all 255), so failures lower coverage instead of vanishing;
-    that includes images whose annotation could not be read, whenever their ground truth can
-    (those without are counted in ``unscored_images``). A store made from another data folder
+    """Score a finished store against the split's ground truth (``Dataset.class_gt``). Images that
+    the run recorded as failed count as uncommitted (all 255), so failures lower coverage instead of
+    vanishing; that includes images whose annotation could not be read, whenever their ground truth
+    can (those without are counted in ``unscored_images``). A store made from another data folder
     is refused. ``per_image``: also keep each image's matrix (for :func:`paired_bootstrap`).
     ``visit``: called with every labelled image's sample as it is read (one pass over the store for
     callers that need more of each sample than its label)."""
-    made_from = store.meta.get("dataset_root")
-    if made_from is not None and made_from != str(dataset.root):
-        raise StoreError(f"{store.path}: made from the data at {made_from}, not {dataset.root}; evaluate it "
-                         f"with --data-root {made_from}, or make a store from this data (another --cache)")
     records = {r.image_id: r for r in dataset.records(split)}
-    missing = [i for i in store.all_ids if i not in records]
-    if missing:
-        raise StoreError(f"{store.path}: {len(missing)} image(s) of the store are not in split "
-                         f"'{split}' of {dataset.root} (first: {missing[0]})")
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
-    kept = np.zeros((len(store.all_ids) if per_image else 0, NUM_CLASSES, NUM_CLASSES + 1), dtype=np.int64)
+    _check_store(store, dataset, split, records)
+    n = dataset.labels.num_classes
+    matrix = np.zeros((n, n + 1), dtype=np.int64)
+    kept = np.zeros((len(store.all_ids) if per_image else 0, n, n + 1), dtype=np.int64)
     unscored, images = [], []
     bar = Progress(len(store.all_ids), f"evaluate {store.stage} [{split}]", enabled=progress)
     for k, image_id in enumerate(store.all_ids):
+        bar.update()
         record = records[image_id]
-        if isinstance(record, BadRecord) and record.class_gt_path is None:
-            unscored.append(image_id)                 # an unreadable annotation and no ground truth
-            bar.update()
+        if record.class_gt_path is None and (isinstance(record, BadRecord) or dataset.kind in ("coco", "yolo")):
+            unscored.append(image_id)                 # no ground truth (an unreadable annotation, box labels only)
             continue
-        gt = load_class_gt(record)
-        if image_id in store.failed:
-            pred = np.full(gt.shape, IGNORE, dtype=np.uint8)
-        else:
-            sample = store[image_id]
-            if visit is not None:
-                visit(sample)
-            pred = sample.label
-            if pred.shape != gt.shape:
-                raise DataError(record.class_gt_path, f"ground truth is {gt.shape[1]}x{gt.shape[0]} "
-                                                      f"but the pseudo label is {pred.shape[1]}x{pred.shape[0]}", image_id)
-        image_matrix = confusion_matrix(gt, pred)
+        image_matrix = _image_matrix(store, dataset, record, visit)
         matrix += image_matrix
         if per_image:
             kept[k] = image_matrix
         total = int(image_matrix.sum())
         miou = float(miou_of(image_matrix))
         images.append({"image_id": image_id, "miou": None if np.isnan(miou) else round(miou, 4),
-                       "coverage": round(1.0 - image_matrix[:, UNCOMMITTED].sum() / total, 6) if total else None,
+                       "coverage": round(1.0 - image_matrix[:, n].sum() / total, 6) if total else None,
                        "failed": image_id in store.failed})
-        bar.update()
     bar.close()
-    report = scores(matrix)
-    report.update(stage=store.stage, split=split, store=str(store.path),
-                  images=len(store.all_ids), failed_images=len(store.failed), unscored_images=len(unscored),
-                  per_image=images)
+    if store.all_ids and len(unscored) == len(store.all_ids) and dataset.kind in ("coco", "yolo"):
+        raise DataError(dataset.annotation_file(split) or dataset.root, "no ground-truth masks to score against (COCO "
+                        "'segmentation', YOLO-seg polygons or masks/<split>/<name>.png)")
+    report = scores(matrix, dataset.labels.names)
+    report.update(stage=store.stage, split=split, store=str(store.path), images=len(store.all_ids),
+                  failed_images=len(store.failed), unscored_images=len(unscored), per_image=images,
+                  ground_truth=ground_truth_note(dataset))
     return Evaluation(matrix=matrix, images=len(store.all_ids), failed=len(store.failed), report=report,
                       per_image=kept if per_image else None)
+
+
+def ground_truth_note(dataset: Dataset) -> str:
+    """What the scores are against, in words (COCO and YOLO masks mark no void band)."""
+    if dataset.void_in_gt:
+        return f"{dataset.kind} ground truth (its 255 void band excluded)"
+    return (f"the {dataset.kind} file's own masks, which mark no void band: object edges count in full, so "
+            f"scores read a few points lower than against VOC-style ground truth")
+
+
+def _image_matrix(store: LabelStore, dataset: Dataset, record, visit) -> np.ndarray:
+    """One image's confusion matrix: its ground truth against its pseudo label (all 255 when the
+    image failed)."""
+    gt = dataset.class_gt(record)
+    if record.image_id in store.failed:
+        pred = np.full(gt.shape, IGNORE, dtype=np.uint8)
+    else:
+        sample = store[record.image_id]
+        if visit is not None:
+            visit(sample)
+        pred = sample.label
+        if pred.shape != gt.shape:
+            raise DataError(record.class_gt_path, f"ground truth is {gt.shape[1]}x{gt.shape[0]} but the pseudo "
+                                                  f"label is {pred.shape[1]}x{pred.shape[0]}", record.image_id)
+    return confusion_matrix(gt, pred, dataset.labels.num_classes)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -201,10 +227,12 @@ def format_table(report: dict[str, Any]) -> str:
         return "   -  " if x is None else f"{x:6.2f}"
 
     lines = [f"{'class':<14}{'IoU':>8}{'IoU(255=bg)':>13}"]
-    for name in VOC_CLASSES:
+    for name in report["per_class"]:
         lines.append(f"{name:<14}{f(report['per_class'][name]):>8}{f(report['per_class_ignore_as_background'][name]):>13}")
     lines.append("-" * 35)
     lines.append(f"{'mIoU':<14}{f(report['miou']):>8}{f(report['miou_ignore_as_background']):>13}")
+    if report.get("ground_truth"):
+        lines.append(f"scored against {report['ground_truth']}")
     cov = report["coverage"]
     unscored = report.get("unscored_images", 0)
     failed = report["failed_images"] - unscored

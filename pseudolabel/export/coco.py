@@ -32,14 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from ..core.classes import NUM_CLASSES, VOC_CLASSES
+from ..core.classes import VOC, LabelSpace
 from ..core.progress import Progress
 from ..store.reader import LabelStore
 from .manifest import write_text
 
 
-def categories() -> list[dict[str, Any]]:
-    return [{"id": c, "name": VOC_CLASSES[c], "supercategory": "voc"} for c in range(1, NUM_CLASSES)]
+def categories(labels: LabelSpace = VOC) -> list[dict[str, Any]]:
+    """The store's classes as COCO categories: the dataset's own ids (a COCO input's category ids),
+    else 1..C."""
+    return [{"id": labels.source_id(c), "name": labels.names[c], "supercategory": "voc" if labels.is_voc else ""}
+            for c in range(1, labels.num_classes)]
 
 
 def encode(mask: np.ndarray) -> dict[str, Any]:
@@ -74,15 +77,17 @@ def object_record(objects: dict[str, np.ndarray], k: int) -> dict[str, Any]:
     return out
 
 
-def sample_annotations(s, image: int, first_id: int) -> list[dict[str, Any]]:
+def sample_annotations(s, image: int, first_id: int, labels: LabelSpace = VOC) -> list[dict[str, Any]]:
     """The annotations of one :class:`~pseudolabel.store.reader.Sample` (read with masks) as
-    image ``image``, ids from ``first_id``."""
+    image ``image``, ids from ``first_id`` (the dataset's own annotation ids where the store has
+    them)."""
     out = []
     for k in range(len(s.classes)):
         x0, y0, x1, y1 = (int(v) for v in s.boxes[k])
         area = int(np.count_nonzero(s.masks[k]))
         out.append({
-            "id": first_id + k, "image_id": image, "category_id": int(s.classes[k]),
+            "id": int(s.source_ids[k]) if s.source_ids is not None else first_id + k, "image_id": image,
+            "category_id": labels.source_id(int(s.classes[k])),
             "segmentation": encode(s.masks[k]), "area": area, "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0,
             "pseudolabel": {"object": k, "difficult": bool(s.difficult[k]), "truncated": bool(s.truncated[k]),
                             "empty": area == 0, **object_record(s.objects, k)},
@@ -102,13 +107,15 @@ class CocoExport:
 def coco_dict(store: LabelStore, *, progress: bool = True) -> dict[str, Any]:
     """The COCO dictionary of a store (see the module docstring)."""
     images, annotations = [], []
+    labels = store.labels
     bar = Progress(len(store), f"export {store.stage} (coco)", enabled=progress)
     for n, image_id in enumerate(store.ids, start=1):
         s = store.read(image_id, masks=True)
         h, w = s.label.shape
-        images.append({"id": n, "file_name": Path(s.image_path).name, "voc_id": image_id, "height": int(h),
+        number = int(s.attrs.get("source_id", n))
+        images.append({"id": number, "file_name": Path(s.image_path).name, "voc_id": image_id, "height": int(h),
                        "width": int(w)})
-        annotations += sample_annotations(s, n, len(annotations) + 1)
+        annotations += sample_annotations(s, number, len(annotations) + 1, labels)
         bar.update()
     bar.close()
     meta = store.meta
@@ -118,12 +125,59 @@ def coco_dict(store: LabelStore, *, progress: bool = True) -> dict[str, Any]:
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": categories(),
-        "pseudolabel": {"store": str(store.path), "stage": store.stage, "split": meta.get("split"),
-                        "dataset": meta.get("dataset"), "cache_key": meta.get("cache_key"),
-                        "config": store.config, "failed_images": dict(store.failed),
-                        "empty_annotations": sum(a["area"] == 0 for a in annotations)},
+        "categories": categories(labels),
+        "pseudolabel": _provenance(store, annotations),
     }
+
+
+def _provenance(store: LabelStore, annotations: list[dict]) -> dict[str, Any]:
+    meta = store.meta
+    return {"store": str(store.path), "stage": store.stage, "split": meta.get("split"),
+            "dataset": meta.get("dataset"), "cache_key": meta.get("cache_key"), "config": store.config,
+            "failed_images": dict(store.failed), "empty_annotations": sum(a["area"] == 0 for a in annotations)}
+
+
+def round_trip(store: LabelStore, source: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
+    """The COCO file a store was made from, each annotation's ``segmentation`` (and ``area``)
+    replaced by its object's pseudo mask, everything else as it was: image ids, category ids,
+    annotation ids and their order, crowd annotations, extra fields. Images whose run failed are
+    left out with their annotations (listed under ``pseudolabel``)."""
+    masks: dict[int, dict[str, Any]] = {}
+    bar = Progress(len(store), f"export {store.stage} (coco, into its source file)", enabled=progress)
+    for image_id in store.ids:
+        s = store.read(image_id, masks=True)
+        number = int(s.attrs.get("source_id", -1))
+        for a in sample_annotations(s, number, 0, store.labels):
+            masks[a["id"]] = a
+        bar.update()
+    bar.close()
+    done = {int(store.image_attr(i, "source_id", -1)) for i in store.ids}
+    out = {k: v for k, v in source.items() if k not in ("images", "annotations")}
+    out["images"] = [im for im in source["images"] if im.get("id") in done]
+    out["annotations"] = []
+    for ann in source.get("annotations", []):
+        if ann.get("image_id") not in done:
+            continue
+        new = dict(ann)
+        if not ann.get("iscrowd") and ann.get("id") in masks:
+            mine = masks[ann["id"]]
+            new.update(segmentation=mine["segmentation"], area=mine["area"], pseudolabel=mine["pseudolabel"])
+        out["annotations"].append(new)
+    out["pseudolabel"] = _provenance(store, [a for a in masks.values()])
+    return out
+
+
+def _source_file(store: LabelStore) -> dict[str, Any] | None:
+    """The COCO file a store of a COCO dataset was made from, when it is still there and has its
+    annotations' ids."""
+    path = store.meta.get("dataset_annotations")
+    if store.meta.get("dataset_kind") != "coco" or not path or not Path(path).is_file():
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("images"), list) else None
 
 
 def export_coco(store: LabelStore, path: str | os.PathLike, written, *, progress: bool = True) -> CocoExport:
@@ -131,7 +185,8 @@ def export_coco(store: LabelStore, path: str | os.PathLike, written, *, progress
     what it holds."""
     path = Path(path)
     written.claim([path.name])
-    data = coco_dict(store, progress=progress)
+    source = _source_file(store)
+    data = round_trip(store, source, progress=progress) if source is not None else coco_dict(store, progress=progress)
     written.begin()
     write_text(path, json.dumps(data, separators=(",", ":")))
     written.finish()

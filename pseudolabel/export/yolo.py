@@ -7,7 +7,8 @@ Writes, for the split::
     OUT/data.yaml                   path, train/val folders, class names
     OUT/pseudolabel_<split>.json    where it came from and what could not be written
 
-Class index is the VOC class id minus one (0 aeroplane .. 19 tvmonitor). Coordinates are
+Class index is the class id minus one (VOC: 0 aeroplane .. 19 tvmonitor), or for a YOLO dataset its
+own index, so that YOLO labels in give YOLO-seg labels out with the same classes. Coordinates are
 normalised by the image's width and height, at pixel centres ((x + 0.5) / W), so that filling a
 polygon back at pixel resolution gives the pixels it was traced from.
 
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.classes import NUM_CLASSES, VOC_CLASSES
 from ..core.progress import Progress
 from ..store.reader import LabelStore
 from ..catalog.pixels import load_photo
@@ -50,8 +50,9 @@ def polygons(mask: np.ndarray) -> tuple[list[np.ndarray], int]:
     return parts, len(contours) - len(parts)
 
 
-def yolo_lines(masks: np.ndarray, classes: np.ndarray) -> tuple[list[str], list[int], int]:
-    """``(lines, empty objects, dropped parts)`` of one image's per-object masks."""
+def yolo_lines(masks: np.ndarray, classes: np.ndarray, index=lambda c: c - 1) -> tuple[list[str], list[int], int]:
+    """``(lines, empty objects, dropped parts)`` of one image's per-object masks; ``index``: the
+    YOLO class index of class c (c - 1)."""
     lines, empty, dropped = [], [], 0
     h, w = masks.shape[1:]
     for k, (mask, c) in enumerate(zip(masks, classes)):
@@ -62,7 +63,7 @@ def yolo_lines(masks: np.ndarray, classes: np.ndarray) -> tuple[list[str], list[
         dropped += small
         for part in parts:
             xy = np.clip(part / (w, h), 0.0, 1.0)
-            lines.append(f"{int(c) - 1} " + " ".join(f"{v:.6f}" for v in xy.ravel()))
+            lines.append(f"{index(int(c))} " + " ".join(f"{v:.6f}" for v in xy.ravel()))
     return lines, empty, dropped
 
 
@@ -86,11 +87,20 @@ class YoloExport:
     failed: int
 
 
-def _data_yaml(out: Path) -> str:
+def class_index(store: LabelStore):
+    """The YOLO index of each class: a YOLO dataset's own indices, else class - 1."""
+    labels = store.labels
+    if store.meta.get("dataset_kind") == "yolo" and labels.source_ids:
+        return labels.source_id
+    return lambda c: c - 1
+
+
+def _data_yaml(out: Path, store: LabelStore) -> str:
     splits = sorted(p.name for p in (out / "images").iterdir() if p.is_dir())
     train = next((s for s in splits if "train" in s), splits[0])
     val = "val" if "val" in splits else train
-    names = "\n".join(f"  {c - 1}: {VOC_CLASSES[c]}" for c in range(1, NUM_CLASSES))
+    index, labels = class_index(store), store.labels
+    names = "\n".join(f"  {index(c)}: {labels.names[c]}" for c in range(1, labels.num_classes))
     return (f"# written by pseudolabel export --format yolo; splits here: {', '.join(splits)}\n"
             f"path: {out.resolve()}\ntrain: images/{train}\nval: images/{val}\nnames:\n{names}\n")
 
@@ -113,7 +123,7 @@ def export_yolo(store: LabelStore, out: str | os.PathLike, written, *, split: st
     bar = Progress(len(store), f"export {store.stage} (yolo)", enabled=progress)
     for image_id in store.ids:
         s = store.read(image_id, masks=True)
-        lines, empty_k, small = yolo_lines(s.masks, s.classes)
+        lines, empty_k, small = yolo_lines(s.masks, s.classes, class_index(store))
         empty += [[image_id, k] for k in empty_k]
         dropped += small
         lines_written += len(lines)
@@ -126,7 +136,7 @@ def export_yolo(store: LabelStore, out: str | os.PathLike, written, *, split: st
             link.symlink_to(Path(s.image_path).resolve())
         bar.update()
     bar.close()
-    write_text(out / "data.yaml", _data_yaml(out))
+    write_text(out / "data.yaml", _data_yaml(out, store))
     write_text(out / f"pseudolabel_{split}.json", json.dumps({
         "store": str(store.path), "stage": store.stage, "cache_key": store.meta.get("cache_key"),
         "images": len(store), "lines": lines_written, "empty_objects": empty, "dropped_parts": dropped,

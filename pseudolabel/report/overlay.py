@@ -71,8 +71,9 @@ def label_tile(photo: np.ndarray, label: np.ndarray, size: tuple[int, int] | Non
     return Image.fromarray(out.clip(0, 255).astype(np.uint8))
 
 
-def boxes_tile(photo: np.ndarray, boxes, classes, size: tuple[int, int] | None = None) -> Image.Image:
-    """``photo`` with each box drawn in its class colour and named."""
+def boxes_tile(photo: np.ndarray, boxes, classes, size: tuple[int, int] | None = None,
+               names: tuple[str, ...] = VOC_CLASSES) -> Image.Image:
+    """``photo`` with each box drawn in its class colour and named (``names``: the label space's)."""
     image = Image.fromarray(photo)
     sx = sy = 1.0
     if size is not None:
@@ -85,7 +86,7 @@ def boxes_tile(photo: np.ndarray, boxes, classes, size: tuple[int, int] | None =
         rect = [x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1]
         draw.rectangle([rect[0] - 1, rect[1] - 1, rect[2] + 1, rect[3] + 1], outline=(255, 255, 255), width=width + 2)
         draw.rectangle(rect, outline=colour, width=width)
-        text(draw, (rect[0] + width + 3, rect[1] + width + 1), VOC_CLASSES[int(c)], max(12, image.height // 18))
+        text(draw, (rect[0] + width + 3, rect[1] + width + 1), names[int(c)], max(12, image.height // 18))
     return image
 
 
@@ -103,10 +104,10 @@ def caption(tile: Image.Image, words: str) -> Image.Image:
     return tile
 
 
-def legend(classes, width: int) -> Image.Image:
-    """A strip naming the colours used: each class in ``classes``, then ignore (hatched) and
-    background (dimmed photo)."""
-    items = [(VOC_CLASSES[int(c)], "class", int(c)) for c in sorted({int(c) for c in classes if 0 < int(c) < 21})]
+def legend(classes, width: int, names: tuple[str, ...] = VOC_CLASSES) -> Image.Image:
+    """A strip naming the colours used: each class in ``classes`` (named from ``names``), then
+    ignore (hatched) and background (dimmed photo)."""
+    items = [(names[int(c)], "class", int(c)) for c in sorted({int(c) for c in classes if 0 < int(c) < len(names)})]
     items += [("ignore (255)", "ignore", 0), ("background (grey, dimmed)", "background", 0)]
     size, pad = 16, 8
     tmp = ImageDraw.Draw(Image.new("RGB", (1, 1)))

@@ -28,7 +28,6 @@ from PIL import Image
 from . import overlay
 from ..catalog import Dataset
 from ..catalog.pixels import load_photo
-from ..core.classes import NUM_CLASSES, VOC_CLASSES
 from ..core.errors import ConfigError
 from ..evaluation.semantic import evaluate_store
 from ..core.progress import Progress
@@ -49,7 +48,8 @@ class StageFigures:
 
 def _stage_figures(name: str, store: LabelStore, dataset: Dataset, split: str, progress: bool) -> StageFigures:
     """Scores, filling rates and flag counts of one store, in one pass over it."""
-    rates = {c: [] for c in range(1, NUM_CLASSES)}
+    names = store.labels.names
+    rates = {c: [] for c in range(1, len(names))}
     flags: dict[str, int] = {}
     objects = [0]
 
@@ -63,7 +63,7 @@ def _stage_figures(name: str, store: LabelStore, dataset: Dataset, split: str, p
                 flags[key] = flags.get(key, 0) + int(np.count_nonzero(value))
 
     report = evaluate_store(store, dataset, split, progress=progress, visit=visit).report
-    filling = {VOC_CLASSES[c]: {"mean": float(np.mean(v)), "median": float(np.median(v)), "images": len(v)}
+    filling = {names[c]: {"mean": float(np.mean(v)), "median": float(np.median(v)), "images": len(v)}
                for c, v in rates.items() if v}
     return StageFigures(name, store, report, filling, flags, objects[0])
 
@@ -109,7 +109,8 @@ def _overlay(stages: list[StageFigures], image_id: str, height: int) -> Image.Im
     first = stages[0].store[image_id]
     photo = load_photo(first.image_path, int(first.attrs.get("orientation", 1)))    # the labels' frame
     size = overlay.fit(photo.shape[:2], height)
-    tiles = [overlay.caption(overlay.boxes_tile(photo, first.boxes, first.classes, size), "photo")]
+    names = stages[0].store.labels.names
+    tiles = [overlay.caption(overlay.boxes_tile(photo, first.boxes, first.classes, size, names), "photo")]
     for st in stages:
         if image_id in st.store:
             tile = overlay.label_tile(photo, st.store[image_id].label, size)
@@ -150,10 +151,11 @@ def build_report(dataset: Dataset, split: str, stores: list[tuple[str, str | os.
     figures = [_stage_figures(name, LabelStore(path), dataset, split, progress) for name, path in stores]
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    classes = [c for c in VOC_CLASSES if any(f.report["per_class"][c] is not None for f in figures)]
+    names = dataset.labels.names
+    classes = [c for c in names if any(f.report["per_class"].get(c) is not None for f in figures)]
     _bars(out / "iou_per_class.png", f"IoU per class [{split}]", "IoU (%)",
           {f.name: f.report["per_class"] for f in figures}, classes)
-    fill_classes = [c for c in VOC_CLASSES[1:] if any(c in f.filling for f in figures)]
+    fill_classes = [c for c in names[1:] if any(c in f.filling for f in figures)]
     _bars(out / "filling_rate.png", "Mean filling rate per class (labelled share of the class's boxes)",
           "filling rate", {f.name: {c: v["mean"] for c, v in f.filling.items()} for f in figures}, fill_classes)
     blocks = _example_blocks(figures, out, examples, progress)
@@ -183,7 +185,7 @@ def _example_blocks(figures: list[StageFigures], out: Path, examples: int, progr
                           f'<img src="overlays/{html.escape(image_id)}.png" alt="{html.escape(image_id)}"></a></div>')
         bar.update()
     bar.close()
-    overlay.legend(shown or {15}, 900).save(out / "legend.png")
+    overlay.legend(shown or {1}, 900, figures[0].store.labels.names).save(out / "legend.png")
     return blocks
 
 

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from .. import __version__
-from ..core.classes import VOC_CLASSES
 from ..core.errors import DataError, StoreError
 from ..store.entry import Entry
 from ..store.index import StoreFile
@@ -153,8 +152,7 @@ class Commit:
         before = previous_run_log(plan)
         sessions = before + [s for s in self.journal.sessions() if s not in before]
         meta = {**plan.want, "package_version": __version__, "created": self.journal.manifest()["created"],
-                "completed": completed(), "class_names": json.dumps(list(VOC_CLASSES)),
-                "run_log": json.dumps(sessions)}
+                "completed": completed(), "run_log": json.dumps(sessions)}
         counted = {"done": 0, "failed": 0}
         old = StoreFile(plan.target.store) if plan.previous is not None else None
         try:

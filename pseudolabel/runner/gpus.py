@@ -40,7 +40,7 @@ def where(device: str) -> str:
     return "the CPU" if device == "cpu" else f"GPU {device}"
 
 
-def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any], data: tuple[str, int], split: str,
+def _child(k: int, device: str, queue, stage_name: str, mapping: dict[str, Any], data: tuple, split: str,
            cache: str, options: RunOptions, progress: bool) -> None:
     """Process ``k`` on ``device``: its shard (or a retry) through ``run_here``; the summary or
     the error message goes back through ``queue``."""
@@ -67,7 +67,7 @@ def _spawn(jobs: list[tuple[str, RunOptions]], stage: Stage, config: Any, datase
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
     mapping = config_to_mapping(config)
-    data = (str(dataset.root), dataset.max_objects)
+    data = (str(dataset.root), dataset.max_objects, dataset.annotation_file(split))
     procs = [ctx.Process(target=_child, args=(k, device, queue, stage.name, mapping, data, split, str(cache), options,
                                               progress)) for k, (device, options) in enumerate(jobs)]
     for p in procs:

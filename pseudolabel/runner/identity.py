@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Dataset
+from ..core.classes import VOC, LabelSpace
 from ..core.config import config_json
 from ..core.errors import StoreError
 from ..core.output_root import OutputRoot, shard_path
@@ -78,6 +79,8 @@ class Identity:
     config: str                              # canonical JSON (config.config_json)
     inputs: tuple[Upstream, ...] = ()
     shard: str | None = None                 # "I/N" for a shard store
+    labels: LabelSpace = VOC                 # the dataset's classes
+    annotations: str | None = None           # the annotation file of a dataset read from one (COCO)
 
     @property
     def key(self) -> str:
@@ -92,6 +95,9 @@ class Identity:
                "cache_key": self.key}
         if self.shard is not None:
             out["shard"] = self.shard
+        if self.annotations is not None:
+            out["dataset_annotations"] = self.annotations
+        out.update(self.labels.attrs())
         return out
 
 
@@ -116,6 +122,9 @@ def differences(have: dict[str, Any], want: dict[str, Any], *, same_upstream_con
         out.append("configuration")
     if upstream(have) != upstream(want):
         out.append("upstream stores")
+    if "class_names" in have and "class_names" in want and (
+            LabelSpace.from_attrs(have) != LabelSpace.from_attrs(want)):
+        out.append("classes")
     return out
 
 
@@ -150,7 +159,8 @@ def resolve_target(stage_name: str, config: Any, dataset: Dataset, split: str, c
     identity = Identity(stage=stage_name, revision=get_stage(stage_name).revision, dataset=dataset.name,
                         dataset_root=str(dataset.root), dataset_kind=dataset.kind, split=split,
                         config=config_json(config), inputs=tuple(Upstream.of(k, v) for k, v in inputs.items()),
-                        shard=f"{shard[0]}/{shard[1]}" if shard is not None else None)
+                        shard=f"{shard[0]}/{shard[1]}" if shard is not None else None, labels=dataset.labels,
+                        annotations=dataset.annotation_file(split))
     store = root.keyed(dataset.name, split, stage_name, identity.key)
     if shard is not None:
         return Target(identity, shard_path(store, *shard), None, inputs)

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..catalog import Dataset
-from ..core.errors import Notice
+from ..core.errors import ConfigError, Notice
 from ..core.output_root import point_current
 from ..core.progress import Progress
 from ..models.device import describe as describe_device, resolve as resolve_device
@@ -41,6 +41,10 @@ def run_here(stage: Stage, config: Any, dataset: Dataset, split: str, root: str 
         if jobs != 1:
             log(f"{stage.name} runs one worker per device (--jobs is for CPU stages; --gpus for several GPUs)")
             jobs = 1
+    if stage.voc_only and not dataset.labels.is_voc:
+        raise ConfigError(f"{stage.name} explains a detector of PASCAL VOC's 20 classes; the classes of {dataset.root} "
+                          f"({dataset.kind}: {', '.join(dataset.labels.names[1:6])}{', ...' if dataset.labels.num_classes > 6 else ''}) "
+                          f"are others")
     target = resolve_target(stage.name, config, dataset, split, root, options.shard)
     stage.check(config)
     records = dataset.records(split)
@@ -60,6 +64,11 @@ def run_here(stage: Stage, config: Any, dataset: Dataset, split: str, root: str 
     if target.current is not None:
         point_current(target.current, target.store)
     return summary
+
+
+def dataset_labels(plan: Plan):
+    """The label space of the data a plan's store is made from."""
+    return plan.target.identity.labels
 
 
 def _summary(stage: Stage, split: str, target: Target, plan: Plan) -> RunSummary:
@@ -91,7 +100,7 @@ def _execute(stage: Stage, config: Any, plan: Plan, summary: RunSummary, *, jobs
     units = plan.units if not executor.parallel else sorted(
         plan.units, key=lambda u: (-sum(len(r.objects) for r in u), -sum(r.width * r.height for r in u)))
     bar = Progress(sum(len(u) for u in plan.units), f"{stage.name} [{summary.split}]", enabled=progress)
-    context = StageContext(device=device or "cpu")
+    context = StageContext(device=device or "cpu", labels=dataset_labels(plan))
     try:
         work = ((stage.name, config, unit, plan.target.inputs, plan.batched, context) for unit in units)
         for outcomes in executor.map(process_unit, work):

@@ -92,8 +92,8 @@ def _pin_threads() -> None:
         pass
 
 
-def _done(record: ImageRecord, result, frame: Frame) -> Done:
-    return Done(record.image_id, build_entry(record, result, frame), dict(result.counts))
+def _done(record: ImageRecord, result, frame: Frame, context: StageContext) -> Done:
+    return Done(record.image_id, build_entry(record, result, frame, context.labels), dict(result.counts))
 
 
 def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: dict[str, str],
@@ -106,7 +106,7 @@ def process_record(stage_name: str, config: Any, record: ImageRecord, inputs: di
         result = stage.process_image(record, image, config, upstream, context)
     except DataError as err:
         return Failed(record.image_id, err.path, err.problem)
-    return _done(record, result, frame)
+    return _done(record, result, frame, context)
 
 
 def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...], inputs: dict[str, str],
@@ -134,7 +134,7 @@ def process_group(stage_name: str, config: Any, records: tuple[ImageRecord, ...]
     except DataError:
         return [process_record(stage_name, config, r, inputs, context) for r in records]
     for record, result, frame in zip(ready, results, frames):
-        out[record.image_id] = _done(record, result, frame)
+        out[record.image_id] = _done(record, result, frame, context)
     return [out[r.image_id] for r in records]
 
 

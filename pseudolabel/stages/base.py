@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..core.classes import VOC, LabelSpace
 from ..core.results import ProposalResult, StageResult
 
 
@@ -23,9 +24,12 @@ class StageContext:
     """Where a stage's work runs, handed by the runner to ``process_image`` / ``process_batch``
     with every image (as IRNet's workers get their device id): ``device`` is the torch device of a
     stage that runs a network (``cpu``, ``cuda``, ``cuda:N``; resolved from ``--device`` once per
-    run), ``cpu`` for every other stage. Nothing about where a run runs is global to a process."""
+    run), ``cpu`` for every other stage; ``labels`` the dataset's label space. Nothing about where
+    a run runs is global to a process."""
 
     device: str = "cpu"
+    labels: LabelSpace = VOC
+    """The dataset's classes (label values 1..C of the results)."""
 
 
 CPU = StageContext()
@@ -63,6 +67,9 @@ class Stage:
     gives for that image alone). The runner uses it when ``batch_images(config) > 1``."""
     batch_images: Callable[[Any], int] = lambda config: 1
     """How many images of the same size the runner hands to ``process_batch`` at once."""
+    voc_only: bool = False
+    """The stage knows VOC's 20 classes only (bbam explains a VOC detector): the runner refuses a
+    dataset with other classes before any work."""
     uses_device: bool = False
     """The stage runs a network on a device (``--device``, ``--gpus``): the runner resolves the device
     once, hands it to the stage in its :class:`StageContext` and runs one worker per device whatever

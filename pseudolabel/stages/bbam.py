@@ -192,5 +192,6 @@ STAGE = Stage(
     batch_images=lambda config: config.batch_images,
     recompose=recompose,
     uses_device=True,
+    voc_only=True,
     revision=2,
 )

@@ -12,13 +12,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.classes import IGNORE, NUM_CLASSES
+from ..core.classes import IGNORE, VOC, LabelSpace
 from ..core.labels import filling_rates
 from ..core.records import ImageRecord
 from ..core.results import EdgeResult, ProposalResult, StageResult
 from .schema import ChunkedArray, plain
 
-LABEL_ARRAYS = ("label", "masks", "maps", "boxes", "classes", "difficult", "truncated", "filling_rate")
+LABEL_ARRAYS = ("label", "masks", "maps", "boxes", "classes", "difficult", "truncated", "filling_rate", "source_ids")
 """Datasets of a label store's ``images/<id>/``, in the order they are written; then the stage's
 ``*_masks`` planes and the ``objects/`` sub-group."""
 EDGE_ARRAYS = ("edges", "thin")
@@ -173,29 +173,45 @@ FRAME_ATTRS = ("orientation", "exif_orientation")
 the stored pixels) and the one the file carries (1: none)."""
 
 
-def build_entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult, frame=None) -> Entry:
+def build_entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult, frame=None,
+                labels: LabelSpace = VOC) -> Entry:
     """What the store keeps for one image: the stage's arrays plus what the record knows (boxes,
-    classes, flags), the filling rates and the photo's frame (``catalog.pixels.Frame``: the EXIF
-    orientation the arrays follow), checked for shape and value range. Image-sized arrays are
-    compressed here, in the worker."""
-    entry = _entry(record, result)
+    classes, flags, the dataset's own ids), the filling rates over the dataset's ``labels`` and the
+    photo's frame (``catalog.pixels.Frame``: the EXIF orientation the arrays follow), checked for
+    shape and value range; background pixels of the record's ignore regions (COCO's crowds) are 255.
+    Image-sized arrays are compressed here, in the worker."""
+    if isinstance(result, ProposalResult):
+        entry = _proposal_entry(record, result)
+    elif isinstance(result, EdgeResult):
+        entry = _edge_entry(record, result)
+    else:
+        entry = _label_entry(record, result, labels)
     entry.attrs["orientation"] = int(frame.orientation) if frame is not None else 1
     entry.attrs["exif_orientation"] = int(frame.tag) if frame is not None else 1
+    if record.source_id is not None:
+        entry.attrs["source_id"] = int(record.source_id)
     return entry
 
 
-def _entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResult) -> Entry:
-    if isinstance(result, ProposalResult):
-        return _proposal_entry(record, result)
-    if isinstance(result, EdgeResult):
-        return _edge_entry(record, result)
+def ignore_regions(label: np.ndarray, record: ImageRecord) -> np.ndarray:
+    """``label`` with the background pixels of the record's ignore regions set to 255."""
+    if not record.ignore_boxes:
+        return label
+    inside = np.zeros(label.shape, bool)
+    for x0, y0, x1, y1 in record.ignore_boxes:
+        inside[max(y0, 0):y1, max(x0, 0):x1] = True
+    return np.where(inside & (label == 0), np.uint8(IGNORE), label).astype(np.uint8)
+
+
+def _label_entry(record: ImageRecord, result: StageResult, labels: LabelSpace) -> Entry:
     shape, k = (record.height, record.width), len(record.objects)
     label = np.asarray(result.label)
     if label.shape != shape or label.dtype != np.uint8:
         raise TypeError(f"stage returned label {label.shape} {label.dtype}, expected {shape} uint8")
-    bad = (label >= NUM_CLASSES) & (label != IGNORE)
+    bad = (label >= labels.num_classes) & (label != IGNORE)
     if bad.any():
-        raise ValueError(f"stage returned label values outside 0..20/255: {np.unique(label[bad])}")
+        raise ValueError(f"stage returned label values outside 0..{labels.num_classes - 1}/255: {np.unique(label[bad])}")
+    label = ignore_regions(label, record)
     masks = np.asarray(result.masks, dtype=bool)
     if masks.shape != (k, *shape):
         raise TypeError(f"stage returned masks {masks.shape}, expected {(k, *shape)}")
@@ -214,8 +230,11 @@ def _entry(record: ImageRecord, result: StageResult | ProposalResult | EdgeResul
         "classes": classes.astype(np.uint8),
         "difficult": record.flags("difficult").view(np.uint8),
         "truncated": record.flags("truncated").view(np.uint8),
-        "filling_rate": filling_rates(label, boxes, classes).astype(np.float32),
+        "filling_rate": filling_rates(label, boxes, classes, labels.num_classes).astype(np.float32),
     })
+    source_ids = record.source_ids()
+    if source_ids is not None:
+        arrays["source_ids"] = source_ids
     for name, arr in result.planes.items():
         arr = np.asarray(arr, dtype=bool)
         if not name.endswith("_masks") or name == "masks" or arr.shape != masks.shape:

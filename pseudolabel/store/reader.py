@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..core.classes import LabelSpace
 from ..core.errors import StoreError
 from ..core.labels import proposal_union
 from ..core.output_root import journal_dir
@@ -33,18 +34,19 @@ class Sample:
 
     image_id: str
     image_path: str
-    label: np.ndarray            # (H, W) uint8: 0 bg, 1..20, 255 ignore
+    label: np.ndarray            # (H, W) uint8: 0 bg, 1..C, 255 ignore
     boxes: np.ndarray            # (K, 4) int32
-    classes: np.ndarray          # (K,) uint8, 1..20
+    classes: np.ndarray          # (K,) uint8, 1..C (the store's label space)
     difficult: np.ndarray        # (K,) bool
     truncated: np.ndarray        # (K,) bool
-    filling_rate: np.ndarray     # (21,) float32
+    filling_rate: np.ndarray     # (C + 1,) float32 (21 for VOC)
     masks: np.ndarray | None = None   # (K, H, W) bool, when asked for
     maps: np.ndarray | None = None    # (K, H, W) float32, when the stage stores soft maps
     planes: dict[str, np.ndarray] = field(default_factory=dict)  # further (K, H, W) bool *_masks, when asked for
     objects: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)   # of the stage that made the store
+    source_ids: np.ndarray | None = None   # (K,) int64 the dataset's own annotation ids (COCO), when it has them
 
 
 @dataclass
@@ -87,6 +89,11 @@ class _Store:
     @property
     def stage(self) -> str:
         return self.meta["stage"]
+
+    @property
+    def labels(self) -> LabelSpace:
+        """The classes of the store's labels (VOC's for stores written before stores recorded them)."""
+        return LabelSpace.from_attrs(self.meta)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -179,6 +186,7 @@ class LabelStore(_Store):
                 difficult=decoded(a["difficult"]).astype(bool),
                 truncated=decoded(a["truncated"]).astype(bool),
                 filling_rate=decoded(a["filling_rate"]),
+                source_ids=decoded(a["source_ids"]) if "source_ids" in a else None,
                 masks=decoded(a["masks"]).astype(bool) if masks else None,
                 maps=decoded(a["maps"]).astype(np.float32) if (masks and "maps" in a) else None,
                 planes={k: decoded(v).astype(bool) for k, v in a.items() if k.endswith("_masks")} if masks else {},
