@@ -13,7 +13,10 @@ torch hub cache, else seeded random weights, and the JSON says which), at short 
 3. ``--batch-images 4`` against 1 on photos of one size: seconds per box;
 4. peak GPU memory of each;
 5. the stage end to end with ``--gpus 0`` (``--gpus cpu`` on a CPU) on the same photos;
-6. the projected GPU-hours of 25,000 boxes (VOC train_aug) at the batched speed.
+6. the projected GPU-hours of 25,000 boxes (VOC train_aug) at the batched speed;
+7. the learned engines (``bench/gpu_engines.py``): SAM ViT-B / ViT-H with random weights (image
+   embeddings/s, boxes/s decoding all boxes of a photo at once, float32 and half, peak memory), IS-Net
+   on box crops at ``--isnet-sizes`` (the ONNX file of ``--isnet`` when present), HED's images/s.
 
 Photos come from ``--data-root`` (the photos of coco128-voc-dev by default): the first ``--images``
 with at least two boxes, at most ``--max-boxes`` each. With random weights every box is relabelled
@@ -41,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bbam import bench_detector, iou  # noqa: E402
+from gpu_engines import engines  # noqa: E402
 
 from pseudolabel import __version__  # noqa: E402
 from pseudolabel.catalog import load_image, open_dataset  # noqa: E402
@@ -139,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--num-jitter", type=int, default=1000)
     ap.add_argument("--reference-images", type=int, default=2, help="photos the (slow) published loop runs on")
     ap.add_argument("--class-id", type=int, default=15)
+    ap.add_argument("--sam-variants", default="vit_b,vit_h", help="SAM variants (random weights); tiny: a small SAM")
+    ap.add_argument("--isnet", default=str(HERE.parents[1] / "shared" / "models" / "isnet" / "isnet-medium.onnx"))
+    ap.add_argument("--isnet-sizes", default="320,512,1024")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -195,6 +202,8 @@ def main(argv=None) -> int:
                                                              ("amp", m_amp), ("batch_images_4", m_four))},
         "projected_hours_25000_boxes": {k: round(v * BOXES_TRAIN_AUG / 3600, 2) for k, v in per_box.items()},
         "stage_end_to_end": stage_end_to_end(records, weights, base, device, work),
+        "engines": engines(records, images, device, args.sam_variants.split(","), Path(args.isnet),
+                           [int(s) for s in args.isnet_sizes.split(",")]),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
     }
     print(json.dumps(result, indent=2))

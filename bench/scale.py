@@ -14,6 +14,13 @@ grows with N.
 
     python bench/scale.py --out bench/results/scale.json               # N = 10,582, M = 300
     python bench/scale.py --images 500 --sample 50 --out /tmp/s.json   # a quick look
+
+With ``--recipe RECIPE`` (a shipped recipe's name or a file) it measures that recipe instead: each
+of its steps on the sample of M ids, one fresh ``pseudolabel run`` process per step (a one-step
+recipe with that step's configuration and run options), and projects each to N ids (every row a
+projection, marked); ``projected_total_s`` (top level of the JSON) is the recipe's projected total:
+
+    python bench/scale.py --recipe grabcut_plus --sample 100 --out bench/results/scale_grabcut_plus.json
 """
 from __future__ import annotations
 
@@ -123,6 +130,50 @@ def export(tree: Path, cache: Path, images: int) -> dict:
     return row
 
 
+def _toml(values: dict) -> str:
+    """``key = value`` lines (JSON's spelling of strings, numbers, booleans and lists is TOML's)."""
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def one_step(step, recipe) -> str:
+    """A recipe of one step of ``recipe`` (its configuration and run options, the recipe's own)."""
+    from pseudolabel.core.config import config_to_mapping
+    head = _toml(dict(recipe.options))
+    if step.kind == "export":
+        body = _toml({"export": step.stage, "format": step.fmt, "instances": step.instances})
+        return f"{head}[[step]]\n{body}"
+    body = _toml({"stage": step.stage, **step.options})
+    return f"{head}[[step]]\n{body}[step.config]\n{_toml(config_to_mapping(step.config))}"
+
+
+def measure_recipe(args, tree: Path, images: int, boxes: int, full_n: int) -> dict:
+    """Each step of ``args.recipe`` on ``tree`` in a fresh process, projected to ``full_n`` ids."""
+    from pseudolabel.app.recipe import load_recipe
+    recipe = load_recipe(args.recipe)
+    cache, rows = Path(args.work) / "cache-recipe", []
+    if cache.exists():
+        shutil.rmtree(cache)
+    for n, step in enumerate(recipe.steps, start=1):
+        path = Path(args.work) / f"step-{n}.toml"
+        path.write_text(one_step(step, recipe))
+        cmd = [sys.executable, "-m", "pseudolabel", "-q", "run", str(path), "--data-root", str(tree), "--cache",
+               str(cache), "--split", "train"] + (["--jobs", str(args.jobs)] if args.jobs is not None else [])
+        row = {"step": step.describe(), "images": images, **run_measured(cmd)}
+        store = cache / tree.name / "train" / f"{step.stage}.h5"
+        row["store_bytes_per_image"] = round(store.resolve().stat().st_size / images) \
+            if step.kind == "stage" and store.exists() else None
+        row["images_per_s"] = round(images / row["wall_s"], 2)
+        row["projected_wall_s_for_full"] = round(row["wall_s"] * full_n / images, 1)
+        rows.append(row)
+        print(f"  {row['step']:<24} {row['wall_s']:>8.1f} s  {row['images_per_s']:>7.2f} img/s  projected "
+              f"{row['projected_wall_s_for_full'] / 3600:.2f} h", file=sys.stderr)
+    return {"recipe": recipe.name, "recipe_file": str(recipe.path), "images_sample": images, "boxes_sample": boxes,
+            "images_full": full_n, "jobs": args.jobs, "cpu_count": os.cpu_count(), "data_root": str(args.data_root),
+            "projected_total_s": round(sum(r["projected_wall_s_for_full"] for r in rows), 1),
+            "projection": "every row ran on the sample; projected_wall_s_for_full = wall_s x images_full / images",
+            "rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=str(DEV), help="VOC-layout folder of real photos [%(default)s]")
@@ -131,10 +182,22 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=0, help="--jobs of every stage [%(default)s: all cores]")
     ap.add_argument("--work", default="/tmp/pseudolabel-scale", help="where trees and stores go [%(default)s]")
     ap.add_argument("--out", default=None, help="JSON file for the results")
+    ap.add_argument("--recipe", default=None, help="measure this recipe's steps (a shipped name or a file)")
     args = ap.parse_args()
     src, work = Path(args.data_root), Path(args.work)
     sys.path.insert(0, str(HERE.parent))
     from pseudolabel.catalog import open_dataset
+    if args.recipe:
+        tree = work / "VOC-sample"
+        build_tree(src, tree, args.sample)
+        boxes = sum(len(getattr(r, "objects", ())) for r in open_dataset(tree).records("train"))
+        result = measure_recipe(args, tree, args.sample, boxes, args.images)
+        text = json.dumps(result, indent=2)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        return 0
     trees = {}
     for label, n in (("full", args.images), ("sample", args.sample)):
         tree = work / f"VOC-{label}"

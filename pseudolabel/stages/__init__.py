@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from ..core.results import ProposalResult, StageResult
 from .base import CPU, Stage, StageContext
 
-_MODULES = ("boxes", "edges", "grabcut", "bbam", "proposals", "refine", "fuse")
+_MODULES = ("boxes", "edges", "prompt", "grabcut", "bbam", "proposals", "refine", "fuse")
 
 
 class _Registry(Mapping):

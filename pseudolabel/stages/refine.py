@@ -28,7 +28,7 @@ from ..core.results import StageResult
 from . import get_stage
 from .base import CPU, Stage
 
-SOURCES = ("grabcut", "bbam")
+SOURCES = ("grabcut", "bbam", "prompt")
 """Stages whose per-object masks refine reads; each composes its label again with its own rule
 (``Stage.recompose``)."""
 
