@@ -37,7 +37,7 @@ def ran(output: str) -> list[str]:
     return [s["step"] for s in json.loads(output[output.index("[\n  {"):]) if not s["skipped"]]
 
 
-@pytest.mark.parametrize("name", ["box2seg", "bbam", "sdi", "sdi_plain", "grabcut_plus"])
+@pytest.mark.parametrize("name", ["box2seg", "bbam", "sdi", "sdi_plain", "grabcut_plus", "sam", "isnet_plus"])
 def test_shipped_recipes_load(name):
     recipe = load_recipe(PIPELINES / f"{name}.toml")
     assert recipe.name == name and recipe.steps[-1].kind == "export"
