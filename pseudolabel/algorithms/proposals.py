@@ -42,7 +42,6 @@ Pipeline of :func:`generate_proposals`
 
 from __future__ import annotations
 
-import heapq
 import itertools
 
 import cv2
@@ -51,6 +50,7 @@ import scipy.sparse as sps
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
+from . import proposal_kernels as kernels
 from .proposal_params import ProposalParams
 
 # -----------------------------------------------------------------------------------------------
@@ -254,78 +254,21 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     """Greedy merging of the most similar adjacent pair until one region is left.
 
     Returns merges ``(n-1, 2)`` int64: merge ``k`` joins nodes ``merges[k]`` into node ``n+k``.
+    The loop is compiled (``proposal_kernels.merge_hierarchy``); this gathers its inputs. A
+    histogram's weight multiplies its float32 intersection in the precision numpy gives the
+    product (float32 for a Python number, ``hf32``).
     """
     wb, wl, wh, wt, ws, wf = weights
-    hist_w = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
-    N = 2 * n - 1
-    size = np.empty(N)
-    size[:n] = size0
-    box = np.empty((N, 4))
-    box[:n] = box0
-    hists = []
-    for w, h in hist_w:
-        full = np.empty((N, h.shape[1]), np.float32)
-        full[:n] = h
-        hists.append((w, full))
-
-    def sim(r, others, bmean):
-        """Similarity of node ``r`` (int or array) with ``others`` (array); higher merges first."""
-        s = wb * (1.0 - bmean) + ws * (1.0 - (size[r] + size[others]) / area)
-        for w, h in hists:
-            s = s + w * np.minimum(h[r], h[others]).sum(axis=-1)
-        if wf:
-            lo = np.minimum(box[r, :2], box[others, :2])
-            hi = np.maximum(box[r, 2:], box[others, 2:])
-            bb = (hi - lo).prod(axis=-1)
-            s = s + wf * (1.0 - (bb - size[r] - size[others]) / area)
-        return s
-
-    adj = [dict() for _ in range(n)]
-    for a, c, s, l in zip(ei.tolist(), ej.tolist(), bsum.tolist(), blen.tolist()):
-        adj[a][c] = adj[c][a] = (s, l)
-    s0 = sim(ei, ej, bsum / blen)
-    heap = list(zip((-s0).tolist(), ei.tolist(), ej.tolist()))
-    heapq.heapify(heap)
-    alive = [True] * n + [False] * (n - 1)
-    merges = np.empty((n - 1, 2), np.int64)
-    for k in range(n - 1):
-        while True:
-            _, a, c = heapq.heappop(heap)
-            if alive[a] and alive[c]:
-                break
-        r = n + k
-        merges[k] = a, c
-        alive[a] = alive[c] = False
-        alive[r] = True
-        size[r] = size[a] + size[c]
-        box[r, :2] = np.minimum(box[a, :2], box[c, :2])
-        box[r, 2:] = np.maximum(box[a, 2:], box[c, 2:])
-        fa, fc = size[a] / size[r], size[c] / size[r]
-        for _, h in hists:
-            h[r] = fa * h[a] + fc * h[c]
-        new = {x: e for x, e in adj[a].items() if x != c}
-        for x, e in adj[c].items():
-            if x == a:
-                continue
-            if x in new:
-                f = new[x]
-                new[x] = (f[0] + e[0], f[1] + e[1])
-            else:
-                new[x] = e
-        for x, e in new.items():
-            d = adj[x]
-            d.pop(a, None)
-            d.pop(c, None)
-            d[r] = e
-        adj.append(new)
-        adj[a] = adj[c] = None
-        if new:
-            nb = list(new.keys())
-            e = np.array(list(new.values()))
-            sv = sim(r, np.array(nb), e[:, 0] / e[:, 1])
-            for item in zip((-sv).tolist(), [r] * len(nb), nb):
-                heapq.heappush(heap, item)
-    return merges
+    terms = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
+    hist = np.concatenate([np.zeros((n, 0), np.float32)] + [np.asarray(h, np.float32) for _, h in terms], axis=1)
+    bounds = np.cumsum([0] + [h.shape[1] for _, h in terms]).astype(np.int64)
+    hf32 = np.array([(w * np.ones(1, np.float32)).dtype == np.float32 for w, _ in terms], bool)
+    hw32 = np.array([w for w, _ in terms], np.float32)
+    hw64 = np.array([w for w, _ in terms], np.float64)
+    return kernels.merge_hierarchy(
+        int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64), np.asarray(bsum, np.float64),
+        np.asarray(blen, np.float64), np.asarray(size0, np.float64), np.ascontiguousarray(box0, np.float64),
+        np.ascontiguousarray(hist), bounds, hw32, hw64, hf32, float(wb), float(ws), float(wf), float(area))
 
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
