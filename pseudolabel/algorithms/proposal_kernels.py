@@ -267,3 +267,358 @@ def merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, hist0, bounds, hw32, hw6
                 head[node] = m
                 m += 1
     return merges
+
+
+# -----------------------------------------------------------------------------------------------
+# hole filling
+
+
+@njit(cache=True)
+def _csr_graph(n, ei, ej):
+    """Undirected graph of the pairs (ei, ej) as CSR arrays (indptr, indices), both directions."""
+    deg = np.zeros(n + 1, np.int64)
+    for e in range(len(ei)):
+        deg[ei[e] + 1] += 1
+        deg[ej[e] + 1] += 1
+    indptr = np.cumsum(deg)
+    fill = indptr[:-1].copy()
+    indices = np.empty(indptr[-1], np.int64)
+    for e in range(len(ei)):
+        indices[fill[ei[e]]] = ej[e]
+        fill[ei[e]] += 1
+        indices[fill[ej[e]]] = ei[e]
+        fill[ej[e]] += 1
+    return indptr, indices
+
+
+@njit(cache=True)
+def _outside_bits(props):
+    """(P, n) bool -> (n, ceil(P / 64)) uint64: bit p of node v set when v is outside row p."""
+    P, n = props.shape
+    out = np.zeros((n, (P + 63) // 64), np.uint64)
+    for p in range(P):
+        w, bit = p >> 6, np.uint64(1) << np.uint64(p & 63)
+        for v in range(n):
+            if not props[p, v]:
+                out[v, w] |= bit
+    return out
+
+
+@njit(cache=True)
+def fill_holes(props, border, ei, ej):
+    """``proposals._fill_holes``: every row of ``props`` (P, n) bool with the nodes outside it
+    that no path outside it links to a ``border`` node added (a new array).
+
+    Bits over rows (64 per word) of "outside and linked to the border" spread from the border
+    nodes along the graph, node by node from a queue, until nothing changes: the same least
+    fixed point as the sweeps it replaces.
+    """
+    P, n = props.shape
+    outside = _outside_bits(props)
+    W = outside.shape[1]
+    indptr, indices = _csr_graph(n, ei, ej)
+    reach = np.zeros_like(outside)
+    queue = np.empty(n, np.int64)
+    queued = np.zeros(n, np.bool_)
+    head = tail = 0
+    for v in range(n):
+        if border[v]:
+            reach[v] = outside[v]
+            queue[tail] = v
+            tail += 1
+            queued[v] = True
+    while head != tail:
+        v = queue[head % n]
+        head += 1
+        queued[v] = False
+        for q in range(indptr[v], indptr[v + 1]):
+            u = indices[q]
+            grown = False
+            for w in range(W):
+                new = reach[v, w] & outside[u, w] & ~reach[u, w]
+                if new:
+                    reach[u, w] |= new
+                    grown = True
+            if grown and not queued[u]:
+                queue[tail % n] = u
+                tail += 1
+                queued[u] = True
+    out = props.copy()
+    low_bit = _low_bit_table()
+    for v in range(n):
+        for w in range(W):
+            holes = outside[v, w] & ~reach[v, w]
+            while holes:
+                low = holes & (~holes + np.uint64(1))
+                out[w * 64 + low_bit[(low * _DE_BRUIJN) >> np.uint64(58)], v] = True
+                holes ^= low
+    return out
+
+
+# -----------------------------------------------------------------------------------------------
+# duplicate rows
+
+
+@njit(cache=True)
+def _column_keys(n):
+    """(n,) uint64 fixed pseudo-random keys (splitmix64 of the column): a row's hash is the sum
+    of its columns' keys, so a set hashes alike whatever way it is written."""
+    out = np.empty(n, np.uint64)
+    x = np.uint64(0x9E3779B97F4A7C15)
+    for j in range(n):
+        z = x * np.uint64(j + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        out[j] = z ^ (z >> np.uint64(31))
+    return out
+
+
+@njit(cache=True)
+def first_unique_rows(props):
+    """Indices (ascending) of the first occurrence of each distinct non-empty row of ``props``
+    (P, n) bool: rows hashed, equal hashes compared in full, so no distinct row is ever lost."""
+    P, n = props.shape
+    keys = _column_keys(n)
+    size = 1
+    while size < 2 * P + 2:
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    hashes = np.empty(P, np.uint64)
+    keep = np.empty(P, np.int64)
+    kept = 0
+    for p in range(P):
+        h = np.uint64(0)
+        count = 0
+        for j in range(n):                      # branch-free: vectorised
+            bit = np.uint64(props[p, j])
+            h += keys[j] * bit
+            count += bit
+        if count == 0:
+            continue
+        hashes[p] = h
+        slot = h & np.uint64(size - 1)
+        while True:
+            q = table[slot]
+            if q < 0:
+                table[slot] = p
+                keep[kept] = p
+                kept += 1
+                break
+            if hashes[q] == h and _rows_equal(props, p, q):
+                break
+            slot = (slot + np.uint64(1)) & np.uint64(size - 1)
+    return keep[:kept]
+
+
+@njit(cache=True)
+def _rows_equal(props, p, q):
+    """Rows p and q of a 2-D array are equal."""
+    for j in range(props.shape[1]):
+        if props[p, j] != props[q, j]:
+            return False
+    return True
+
+
+# -----------------------------------------------------------------------------------------------
+# hierarchy nodes, pairs and triplets at cut levels
+
+
+@njit(cache=True)
+def node_members(merges, n):
+    """``proposals._node_members``: (2n-1, n) bool membership of every hierarchy node."""
+    mem = np.zeros((2 * n - 1, n), np.bool_)
+    for i in range(n):
+        mem[i, i] = True
+    for k in range(n - 1):
+        a, c = merges[k, 0], merges[k, 1]
+        for j in range(n):
+            mem[n + k, j] = mem[a, j] | mem[c, j]
+    return mem
+
+
+@njit(cache=True)
+def _cut_graph(merges, mem, n, ei, ej, K):
+    """The K regions alive after ``n - K`` merges (node ids, ascending) and their adjacency as
+    a (K, K) bool matrix."""
+    done = n - K
+    alive = np.ones(2 * n - 1, np.bool_)
+    alive[n + done:] = False
+    for k in range(done):
+        alive[merges[k, 0]] = alive[merges[k, 1]] = False
+    nodes = np.nonzero(alive)[0]
+    leaf_to = np.empty(n, np.int64)
+    for i in range(K):
+        for j in range(n):
+            if mem[nodes[i], j]:
+                leaf_to[j] = i
+    adj = np.zeros((K, K), np.bool_)
+    for e in range(len(ei)):
+        u, v = leaf_to[ei[e]], leaf_to[ej[e]]
+        if u != v:
+            adj[u, v] = adj[v, u] = True
+    return nodes, adj
+
+
+@njit(cache=True)
+def cut_combinations(merges, mem, n, ei, ej, levels, pairs, triplets):
+    """``proposals._cut_combinations`` as one (R, n) bool block: for each level K of ``levels``
+    (ascending), adjacent pairs (``pairs[i]``: by first then second region) and connected
+    triplets (``triplets[i]``: by centre, then each two of its neighbours x < z) of the regions
+    alive when K are left, regions ordered by node id."""
+    out = np.zeros((64, n), np.bool_)
+    count = 0
+    for i in range(len(levels)):
+        K = levels[i]
+        nodes, adj = _cut_graph(merges, mem, n, ei, ej, K)
+        combos = np.empty((0, 3), np.int64)
+        if pairs[i]:
+            pu, pv = np.nonzero(np.triu(adj, 1))
+            block = np.empty((len(pu), 3), np.int64)
+            block[:, 0], block[:, 1], block[:, 2] = pu, pv, pv
+            combos = np.concatenate((combos, block))
+        if triplets[i]:
+            combos = np.concatenate((combos, _triplets(adj)))
+        if count + len(combos) > len(out):
+            grown = np.zeros((max(2 * len(out), count + len(combos)), n), np.bool_)
+            grown[:count] = out[:count]
+            out = grown
+        for r in range(len(combos)):
+            x, y, z = nodes[combos[r, 0]], nodes[combos[r, 1]], nodes[combos[r, 2]]
+            for j in range(n):
+                out[count, j] = mem[x, j] | mem[y, j] | mem[z, j]
+            count += 1
+    return out[:count].copy()
+
+
+@njit(cache=True)
+def _triplets(adj):
+    """(T, 3) connected triplets (x, centre y, z) of a (K, K) adjacency: centres ascending, then
+    each two neighbours x < z of the centre, x then z ascending."""
+    K = adj.shape[0]
+    total = 0
+    for y in range(K):
+        d = adj[y].sum()
+        total += d * (d - 1) // 2
+    out = np.empty((total, 3), np.int64)
+    t = 0
+    for y in range(K):
+        nb = np.nonzero(adj[y])[0]
+        for a in range(len(nb)):
+            for b in range(a + 1, len(nb)):
+                out[t, 0], out[t, 1], out[t, 2] = nb[a], y, nb[b]
+                t += 1
+    return out
+
+
+@njit(cache=True)
+def first_unique_csr_rows(indptr, indices, weights):
+    """``proposals._unique_sparse_rows``'s choice, as it made it: indices (ascending) of the rows
+    of a canonical CSR matrix (sorted indices, no duplicates) that it keeps.
+
+    Rows are grouped by (length, two sums of ``weights`` (n, 2) float64 over their columns,
+    added in column order from 0 as scipy's product did); a row is dropped when its columns
+    equal those of its group's last kept row. Empty rows are dropped.
+    """
+    P = len(indptr) - 1
+    size = 1
+    while size < 2 * P + 2:
+        size *= 2
+    table = np.full(size, -1, np.int64)       # slot -> a row of the group (its first)
+    leader = np.empty(P, np.int64)            # group's first row -> its last kept row
+    h0 = np.zeros(P)
+    h1 = np.zeros(P)
+    bits0, bits1 = h0.view(np.uint64), h1.view(np.uint64)   # sums of positives: never -0.0
+    keep = np.empty(P, np.int64)
+    kept = 0
+    for p in range(P):
+        a, b = indptr[p], indptr[p + 1]
+        if a == b:
+            continue
+        for q in range(a, b):
+            h0[p] += weights[indices[q], 0]
+            h1[p] += weights[indices[q], 1]
+        h = np.uint64(b - a) * np.uint64(0x9E3779B97F4A7C15)
+        h = (h ^ bits0[p]) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ bits1[p]) * np.uint64(0x94D049BB133111EB)
+        slot = (h ^ (h >> np.uint64(29))) & np.uint64(size - 1)
+        while True:
+            g = table[slot]
+            if g < 0:
+                table[slot] = leader[p] = p
+                keep[kept] = p
+                kept += 1
+                break
+            if (indptr[g + 1] - indptr[g] == b - a and h0[g] == h0[p] and h1[g] == h1[p]):
+                last = leader[g]
+                if not _same_columns(indptr, indices, last, p):
+                    leader[g] = p
+                    keep[kept] = p
+                    kept += 1
+                break
+            slot = (slot + np.uint64(1)) & np.uint64(size - 1)
+    return keep[:kept]
+
+
+@njit(cache=True)
+def _same_columns(indptr, indices, p, q):
+    """Rows p and q of a canonical CSR matrix hold the same columns."""
+    a, b, c = indptr[p], indptr[p + 1], indptr[q]
+    if indptr[q + 1] - c != b - a:
+        return False
+    for i in range(b - a):
+        if indices[a + i] != indices[c + i]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def expand_rows(coarse, lab, n):
+    """(P, m) bool rows over regions, ``lab`` (n,) superpixel -> region: the rows over
+    superpixels as CSR (indptr int64, indices int32 ascending within rows)."""
+    P, m = coarse.shape
+    start = np.zeros(m + 1, np.int64)
+    for s in range(n):
+        start[lab[s] + 1] += 1
+    start = np.cumsum(start)
+    members = np.empty(n, np.int64)
+    fill = start[:-1].copy()
+    for s in range(n):
+        members[fill[lab[s]]] = s
+        fill[lab[s]] += 1
+    indptr = np.zeros(P + 1, np.int64)
+    for p in range(P):
+        total = 0
+        for r in range(m):
+            total += coarse[p, r] * (start[r + 1] - start[r])
+        indptr[p + 1] = indptr[p] + total
+    indices = np.empty(indptr[P], np.int32)
+    words = np.zeros((n + 63) // 64, np.uint64)
+    low_bit = _low_bit_table()
+    for p in range(P):
+        for r in range(m):
+            if coarse[p, r]:
+                for i in range(start[r], start[r + 1]):
+                    s = members[i]
+                    words[s >> 6] |= np.uint64(1) << np.uint64(s & 63)
+        pos = indptr[p]
+        for w in range(len(words)):
+            x = words[w]
+            words[w] = 0
+            while x:
+                low = x & (~x + np.uint64(1))
+                indices[pos] = 64 * w + low_bit[(low * _DE_BRUIJN) >> np.uint64(58)]
+                pos += 1
+                x ^= low
+    return indptr, indices
+
+
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+
+
+@njit(cache=True)
+def _low_bit_table():
+    """(64,) table: ``table[(b * _DE_BRUIJN) >> 58]`` is the index of the one set bit of b."""
+    table = np.empty(64, np.int64)
+    for i in range(64):
+        table[((np.uint64(1) << np.uint64(i)) * _DE_BRUIJN) >> np.uint64(58)] = i
+    return table

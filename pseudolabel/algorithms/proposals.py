@@ -273,11 +273,7 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
     """(n-1, 2) merges -> (2n-1, n) bool membership of every hierarchy node."""
-    mem = np.zeros((2 * n - 1, n), bool)
-    mem[np.arange(n), np.arange(n)] = True
-    for k, (a, c) in enumerate(merges):
-        np.logical_or(mem[a], mem[c], out=mem[n + k])
-    return mem
+    return kernels.node_members(np.asarray(merges, np.int64), int(n))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -287,38 +283,15 @@ def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
 def _cut_combinations(merges, mem, n, ei, ej, levels_pairs, levels_triplets) -> list[np.ndarray]:
     """Adjacent pairs / connected triplets of the regions alive when K regions are left.
 
-    Returns a list of (m, n) bool membership blocks.
+    Returns a list of (m, n) bool membership blocks (one, compiled:
+    ``proposal_kernels.cut_combinations``): per level K ascending, pairs ordered by their
+    first then second region, triplets by centre then the two neighbours, regions by node id.
     """
-    out = []
-    for K in sorted(set(levels_pairs) | set(levels_triplets)):
-        if K >= n or K < 2:
-            continue
-        done = n - K  # merges applied
-        born = np.r_[np.full(n, -1), np.arange(n - 1)]
-        died = np.full(2 * n - 1, n - 1)
-        died[merges[:, 0]] = died[merges[:, 1]] = np.arange(n - 1)
-        nodes = np.nonzero((born < done) & (died >= done))[0]  # K alive nodes
-        leaf_to = np.empty(n, np.int64)
-        leaf_to[np.nonzero(mem[nodes])[1]] = np.repeat(np.arange(K), mem[nodes].sum(axis=1))
-        u, v = leaf_to[ei], leaf_to[ej]
-        keep = u != v
-        A = sps.coo_matrix((np.ones(keep.sum()), (u[keep], v[keep])), shape=(K, K))
-        A = ((A + A.T) > 0).tocsr()
-        rows = mem[nodes]
-        if K in levels_pairs:
-            pu, pv = sps.triu(A, k=1).nonzero()
-            out.append(rows[pu] | rows[pv])
-        if K in levels_triplets:
-            # every CSR entry (centre y, neighbour x) is paired with every neighbour z of y
-            centre = np.repeat(np.arange(K), np.diff(A.indptr))
-            reps = np.diff(A.indptr)[centre]
-            y = np.repeat(centre, reps)
-            x = np.repeat(A.indices, reps)
-            within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-            z = A.indices[np.repeat(A.indptr[centre], reps) + within]
-            sel = x < z
-            out.append(rows[x[sel]] | rows[y[sel]] | rows[z[sel]])
-    return out
+    levels = np.array([K for K in sorted(set(levels_pairs) | set(levels_triplets)) if 2 <= K < n], np.int64)
+    pairs = np.array([K in levels_pairs for K in levels.tolist()], bool)
+    triplets = np.array([K in levels_triplets for K in levels.tolist()], bool)
+    return [kernels.cut_combinations(np.asarray(merges, np.int64), np.ascontiguousarray(mem, bool), int(n),
+                                     np.asarray(ei, np.int64), np.asarray(ej, np.int64), levels, pairs, triplets)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -332,44 +305,17 @@ def _fill_holes(
     regions touching the image border (superpixels or start regions, whichever ``props`` uses).
 
     A superpixel outside proposal p is a hole when no path of superpixels outside p links it to a
-    superpixel touching the image border. Reachability runs on bits packed over proposals
-    (``(n, ceil(P/64))`` uint64), by alternating forward / backward Gauss-Seidel sweeps over the
-    superpixel graph until nothing changes.
+    superpixel touching the image border. Reachability runs on bits packed over proposals,
+    spread from the border superpixels (compiled: ``proposal_kernels.fill_holes``).
     """
-    P, n = props.shape
-    pad = (-P) % 64
-    outside = np.packbits(~np.r_[props, np.ones((pad, n), bool)].T, axis=1)
-    outside = np.ascontiguousarray(outside).view(np.uint64)  # (n, words)
-    reach = np.where(border[:, None], outside, np.uint64(0))
-    A = sps.coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(n, n))
-    A = (A + A.T).tocsr()
-    nbrs = [A.indices[A.indptr[v]:A.indptr[v + 1]] for v in range(n)]
-    inner = np.nonzero(~border)[0]
-    changed = True
-    sweep = 0
-    while changed:
-        changed = False
-        seq = inner if sweep % 2 == 0 else inner[::-1]
-        for v in seq:
-            got = np.bitwise_or.reduce(reach[nbrs[v]], axis=0) & outside[v]
-            new = got | reach[v]
-            if (new != reach[v]).any():
-                reach[v] = new
-                changed = True
-        sweep += 1
-    holes = outside & ~reach
-    holes = np.unpackbits(holes.view(np.uint8), axis=1)[:, :P].T.astype(bool)
-    return props | holes
+    return kernels.fill_holes(np.ascontiguousarray(props, bool), np.asarray(border, bool),
+                              np.asarray(ei, np.int64), np.asarray(ej, np.int64))
 
 
 def _unique_rows(props: np.ndarray) -> np.ndarray:
     """Drop exact duplicate and empty rows of a (P, n) bool matrix (first occurrence order)."""
-    packed = np.packbits(props, axis=1)
-    packed = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
-    _, first = np.unique(packed, return_index=True)
-    first = np.sort(first)
-    first = first[props[first].any(axis=1)]
-    return props[first]
+    props = np.ascontiguousarray(props, bool)
+    return props[kernels.first_unique_rows(props)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -424,8 +370,8 @@ def generate_proposals(
         cb = np.zeros(m, bool)
         cb[lab[border]] = True
         coarse = _unique_rows(_fill_holes(_unique_rows(np.concatenate(coarse)), cb, g[0], g[1]))
-        to_sp = sps.csr_matrix((np.ones(n, bool), (lab, np.arange(n))), shape=(m, n))
-        blocks.append((sps.csr_matrix(coarse) @ to_sp).astype(bool))  # start regions -> superpixels
+        indptr, indices = kernels.expand_rows(coarse, lab, n)        # start regions -> superpixels
+        blocks.append(sps.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(coarse), n)))
     return sp, _unique_sparse_rows(sps.vstack(blocks, format="csr"))
 
 
@@ -435,26 +381,10 @@ def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
     Rows are grouped by (length, two sums of fixed random weights of their columns): equal rows
     always share a group. A row is dropped only if its column list equals that of the last kept
     row of its group, so no distinct row is ever dropped (a hash collision could at worst let a
-    duplicate survive).
+    duplicate survive). Compiled: ``proposal_kernels.first_unique_csr_rows``.
     """
     M = M.tocsr()
     M.sum_duplicates()
     M.sort_indices()
-    P, n = M.shape
-    rng = np.random.default_rng(0)
-    h = M.astype(np.float64) @ rng.random((n, 2))
-    nnz = np.diff(M.indptr)
-    order = np.lexsort((np.arange(P), h[:, 1], h[:, 0], nnz))
-    key = np.c_[nnz[order], h[order]]
-    same = np.r_[False, (key[1:] == key[:-1]).all(axis=1)]
-    keep = np.ones(P, bool)
-    leader = order[0]
-    ind, ptr = M.indices, M.indptr
-    for pos in range(P):
-        r = order[pos]
-        if same[pos] and np.array_equal(ind[ptr[r]:ptr[r + 1]], ind[ptr[leader]:ptr[leader + 1]]):
-            keep[r] = False
-        else:
-            leader = r
-    keep &= nnz > 0
-    return M[np.nonzero(keep)[0]]
+    weights = np.random.default_rng(0).random((M.shape[1], 2))
+    return M[kernels.first_unique_csr_rows(M.indptr.astype(np.int64), M.indices.astype(np.int64), weights)]
