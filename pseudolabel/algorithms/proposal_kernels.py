@@ -622,3 +622,143 @@ def _low_bit_table():
     for i in range(64):
         table[((np.uint64(1) << np.uint64(i)) * _DE_BRUIJN) >> np.uint64(58)] = i
     return table
+
+
+# -----------------------------------------------------------------------------------------------
+# watershed
+
+
+@njit(cache=True)
+def _ws_smaller(value, age, i, j):
+    """Heap entry i comes before entry j: lower value, then earlier push."""
+    if value[i] != value[j]:
+        return value[i] < value[j]
+    return age[i] < age[j]
+
+
+@njit(cache=True)
+def _ws_swap(value, age, index, i, j):
+    value[i], value[j] = value[j], value[i]
+    age[i], age[j] = age[j], age[i]
+    index[i], index[j] = index[j], index[i]
+
+
+@njit(cache=True)
+def watershed_flood(image, output, mask, offsets):
+    """scikit-image's (0.26) ``watershed_raveled`` without compactness or watershed lines,
+    step for step: ``image`` (N,) float64 and ``output`` (N,) int32 (the markers; labelled in
+    place) raveled and padded, ``mask`` (N,) bool False on the padding, ``offsets`` the
+    neighbours. Its binary heap is reproduced exactly (markers all enter with age 0, so ties
+    between them are settled by the heap's shape, as there)."""
+    N = len(image)
+    value = np.empty(N + 1)
+    age = np.empty(N + 1, np.int64)
+    index = np.empty(N + 1, np.int64)
+    items = 0
+    for p in range(N):                      # markers, raveled order
+        if output[p]:
+            value[items], age[items], index[items] = image[p], 0, p
+            _ws_sift_up(value, age, index, items)
+            items += 1
+    count = 1
+    while items > 0:
+        v, p = value[0], index[0]
+        items -= 1
+        if items > 0:
+            _ws_swap(value, age, index, 0, items)
+            _ws_sift_down(value, age, index, items)
+        for o in offsets:
+            q = p + o
+            if not mask[q] or output[q]:
+                continue
+            count += 1
+            output[q] = output[p]
+            value[items], age[items], index[items] = max(image[q], v), count, q
+            _ws_sift_up(value, age, index, items)
+            items += 1
+
+
+@njit(cache=True)
+def _ws_sift_up(value, age, index, child):
+    while child > 0:
+        parent = (child + 1) // 2 - 1
+        if not _ws_smaller(value, age, child, parent):
+            return
+        _ws_swap(value, age, index, parent, child)
+        child = parent
+
+
+@njit(cache=True)
+def _ws_sift_down(value, age, index, items):
+    i = 0
+    while True:
+        left, right = 2 * i + 1, 2 * i + 2
+        if left >= items:
+            return
+        smallest = i
+        if _ws_smaller(value, age, left, i):
+            smallest = left
+        if right < items and _ws_smaller(value, age, right, smallest):
+            smallest = right
+        if smallest == i:
+            return
+        _ws_swap(value, age, index, i, smallest)
+        i = smallest
+
+
+@njit(cache=True)
+def watershed_by_descent(image, markers):
+    """:func:`watershed_flood`'s labels where they follow from the image alone, else None.
+    ``image`` (H, W) finite, ``markers`` (H, W) int32: its local minima, labelled.
+
+    Every local minimum is a marker, so a pixel enters the queue at its own value (a path down
+    to a marker never rises) and takes the label of its first neighbour out: the lowest one.
+    When, for every pixel off the markers, the lowest neighbours are strictly lower than it
+    and agree on their label, no tie (nor the order of entry that breaks ties) decides
+    anything: a pixel's label is its lowest neighbour's, followed down to a marker. Otherwise
+    (a flat stretch off the minima, lowest neighbours of two labels) None.
+    """
+    H, W = image.shape
+    Wp = W + 2
+    pad = np.full((H + 2) * Wp, np.inf)
+    for y in range(H):
+        for x in range(W):
+            pad[(y + 1) * Wp + x + 1] = image[y, x]
+    label = np.zeros((H + 2) * Wp, np.int32)
+    down = np.full((H + 2) * Wp, -1, np.int64)     # the lowest neighbour; -1: marker
+    tied = np.zeros((H + 2) * Wp, np.bool_)
+    for y in range(H):
+        for x in range(W):
+            q = (y + 1) * Wp + x + 1
+            if markers[y, x]:
+                label[q] = markers[y, x]
+                continue
+            best, low, count = -1, np.inf, 0
+            for o in (-Wp, -1, 1, Wp):
+                v = pad[q + o]
+                if v < low:
+                    best, low, count = q + o, v, 1
+                elif v == low:
+                    count += 1
+            if not low < pad[q]:
+                return None
+            down[q], tied[q] = best, count > 1
+    path = np.empty((H + 2) * Wp, np.int64)
+    for q in range(len(pad)):
+        n = 0
+        while label[q] == 0 and down[q] >= 0:
+            path[n] = q
+            n += 1
+            q = down[q]
+        for i in range(n):
+            label[path[i]] = label[q]
+    for q in range(len(pad)):                       # lowest neighbours of one label?
+        if tied[q]:
+            for o in (-Wp, -1, 1, Wp):
+                if pad[q + o] == pad[down[q]] and label[q + o] != label[q]:
+                    return None
+    out = np.empty((H, W), np.int32)
+    for y in range(H):
+        for x in range(W):
+            out[y, x] = label[(y + 1) * Wp + x + 1]
+    return out

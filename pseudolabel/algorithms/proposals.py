@@ -48,7 +48,8 @@ import cv2
 import numpy as np
 import scipy.sparse as sps
 from scipy.sparse.csgraph import connected_components
-from skimage.segmentation import watershed
+from scipy import ndimage as ndi
+from skimage.morphology import local_minima
 
 from . import proposal_kernels as kernels
 from .proposal_params import ProposalParams
@@ -124,11 +125,30 @@ def _relabel(sp: np.ndarray) -> np.ndarray:
     return np.unique(sp, return_inverse=True)[1].reshape(sp.shape).astype(np.int32)
 
 
+def _watershed(image: np.ndarray) -> np.ndarray:
+    """scikit-image's ``watershed(image)`` (markers: the local minima, 4-connected), compiled:
+    (H, W) int32 labels 1..L, every one used (a marker keeps its own label). By steepest
+    descent where that decides every pixel (``proposal_kernels.watershed_by_descent``), else
+    by its own priority flooding, step for step (``proposal_kernels.watershed_flood``)."""
+    minima = local_minima(image, connectivity=1)
+    markers = ndi.label(minima, structure=ndi.generate_binary_structure(2, 1))[0].astype(np.int32)
+    if np.isfinite(image).all():
+        labels = kernels.watershed_by_descent(image, markers)
+        if labels is not None:
+            return labels
+    output = np.pad(markers, 1)
+    mask = np.pad(np.ones(image.shape, bool), 1)
+    W = output.shape[1]
+    kernels.watershed_flood(np.pad(image.astype(np.float64), 1).ravel(), output.ravel(), mask.ravel(),
+                            np.array([-W, -1, 1, W], np.int64))
+    return output[1:-1, 1:-1]
+
+
 def _finest_partition(bnd: np.ndarray, params: ProposalParams) -> np.ndarray:
     """(H, W) boundary map -> (H, W) int32 superpixel map; every region >= min_region_size px
     (unless the image is smaller)."""
     smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma) if params.watershed_sigma > 0 else bnd
-    sp = _relabel(watershed(smooth))
+    sp = _watershed(smooth) - np.int32(1)       # what _relabel makes of labels 1..L all used
     while True:
         n = int(sp.max()) + 1
         size = np.bincount(sp.ravel(), minlength=n)
