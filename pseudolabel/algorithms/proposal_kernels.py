@@ -762,3 +762,145 @@ def watershed_by_descent(image, markers):
         for x in range(W):
             out[y, x] = label[(y + 1) * Wp + x + 1]
     return out
+
+
+# -----------------------------------------------------------------------------------------------
+# region features
+
+
+@njit(cache=True)
+def region_stats(sp, n, lab, hsv, mag, ang, bins):
+    """Per region of ``sp`` (H, W): pixel count (n,) float64, box (n, 4) float64 (y0, x0, y1, x1)
+    half-open, and code counts (n, 3 * bins) int64 of Lab and of HSV (OpenCV 8-bit, H 0..179),
+    (n, 17) of texture: 16 when the gradient ``mag`` < 8, else the orientation bin of ``ang``
+    (arctan2, float32 arithmetic as numpy did it) + 8 when ``mag`` >= 32."""
+    H, W = sp.shape
+    size = np.zeros(n)
+    box = np.empty((n, 4))
+    box[:, :2] = np.inf
+    box[:, 2:] = -np.inf
+    lab_counts = np.zeros((n, 3 * bins), np.int64)
+    hsv_counts = np.zeros((n, 3 * bins), np.int64)
+    tex_counts = np.zeros((n, 17), np.int64)
+    half_turn = np.float32(np.pi)
+    per_radian = np.float32(8 / (2 * np.pi))
+    for y in range(H):
+        for x in range(W):
+            r = sp[y, x]
+            size[r] += 1
+            box[r, 0], box[r, 1] = min(box[r, 0], y), min(box[r, 1], x)
+            box[r, 2], box[r, 3] = max(box[r, 2], y + 1), max(box[r, 3], x + 1)
+            for c in range(3):
+                lab_counts[r, c * bins + ((np.int64(lab[y, x, c]) * bins) >> 8)] += 1
+            hsv_counts[r, np.int64(hsv[y, x, 0]) * bins // 180] += 1
+            for c in range(1, 3):
+                hsv_counts[r, c * bins + ((np.int64(hsv[y, x, c]) * bins) >> 8)] += 1
+            m = mag[y, x]
+            if m < 8:
+                code = 16
+            else:
+                code = np.int64((ang[y, x] + half_turn) * per_radian) % 8 + 8 * (m >= 32)
+            tex_counts[r, code] += 1
+    return size, box, lab_counts, hsv_counts, tex_counts
+
+
+# -----------------------------------------------------------------------------------------------
+# region adjacency and the finest partition
+
+
+@njit(cache=True)
+def _fmax32(a, b):
+    """``np.maximum`` of two floats (a NaN wins)."""
+    if a != a or a >= b:
+        return a
+    return b
+
+
+@njit(cache=True)
+def adjacency(sp, bnd, n):
+    """``proposals._adjacency``: unique pairs ``ei < ej`` (ascending ``ei * n + ej``) of
+    4-adjacent labels, the summed boundary strength (the larger of the two pixels, float64, added
+    in the order numpy's bincount did: horizontal crossings in raster order, then vertical) and
+    the number of crossings."""
+    H, W = sp.shape
+    crossings = 0
+    for y in range(H):
+        for x in range(W):
+            crossings += (x + 1 < W and sp[y, x] != sp[y, x + 1]) + (y + 1 < H and sp[y, x] != sp[y + 1, x])
+    size = 16
+    while size < 2 * crossings:
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    keys = np.empty(crossings, np.int64)
+    bsum = np.zeros(crossings)
+    blen = np.zeros(crossings)
+    count = 0
+    for vertical in (False, True):
+        dy, dx = (1, 0) if vertical else (0, 1)
+        for y in range(H - dy):
+            for x in range(W - dx):
+                a, b = sp[y, x], sp[y + dy, x + dx]
+                if a == b:
+                    continue
+                key = min(a, b) * np.int64(n) + max(a, b)
+                slot = (key * 0x9E3779B97F4A7C15) & (size - 1)
+                while table[slot] >= 0 and keys[table[slot]] != key:
+                    slot = (slot + 1) & (size - 1)
+                if table[slot] < 0:
+                    table[slot] = count
+                    keys[count] = key
+                    count += 1
+                e = table[slot]
+                bsum[e] += np.float64(_fmax32(bnd[y, x], bnd[y + dy, x + dx]))
+                blen[e] += 1.0
+    order = np.argsort(keys[:count])
+    uniq = keys[:count][order]
+    return uniq // n, uniq % n, bsum[:count][order], blen[:count][order]
+
+
+@njit(cache=True)
+def _find(parent, v):
+    """Union-find root of v, halving paths."""
+    while parent[v] != v:
+        parent[v] = parent[parent[v]]
+        v = parent[v]
+    return v
+
+
+@njit(cache=True)
+def merge_small_regions(sp, bnd, min_size):
+    """``proposals._finest_partition``'s loop: while regions below ``min_size`` pixels are
+    left, each joins the neighbour across its weakest mean boundary (ties: the lower label),
+    joined groups numbered by their lowest label, as scipy's connected components do."""
+    while True:
+        n = sp.max() + 1
+        size = np.bincount(sp.ravel(), minlength=n)
+        small = size < min_size
+        if n == 1 or not small.any():
+            return sp
+        ei, ej, bsum, blen = adjacency(sp, bnd, n)
+        best = np.full(n, -1, np.int64)
+        weakest = np.zeros(n)
+        for e in range(len(ei)):
+            mean = bsum[e] / blen[e]
+            for s, d in ((ei[e], ej[e]), (ej[e], ei[e])):
+                if small[s] and (best[s] < 0 or mean < weakest[s] or (mean == weakest[s] and d < best[s])):
+                    best[s], weakest[s] = d, mean
+        parent = np.arange(n)
+        for s in range(n):
+            if best[s] >= 0:
+                parent[_find(parent, s)] = _find(parent, best[s])
+        label = np.full(n, -1, np.int32)
+        new = np.empty(n, np.int32)
+        count = 0
+        for v in range(n):
+            r = _find(parent, v)
+            if label[r] < 0:
+                label[r] = count
+                count += 1
+            new[v] = label[r]
+        out = np.empty_like(sp)
+        for y in range(sp.shape[0]):
+            for x in range(sp.shape[1]):
+                out[y, x] = new[sp[y, x]]
+        sp = out

@@ -47,7 +47,6 @@ import itertools
 import cv2
 import numpy as np
 import scipy.sparse as sps
-from scipy.sparse.csgraph import connected_components
 from scipy import ndimage as ndi
 from skimage.morphology import local_minima
 
@@ -104,25 +103,9 @@ def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
 
     Returns ``(ei, ej, bsum, blen)``: unique pairs ``ei < ej`` and, per pair, the summed boundary
     strength (max of the two pixels across each crossing) and the number of crossings.
+    Compiled: ``proposal_kernels.adjacency``.
     """
-    pairs = []
-    for a, b, wa, wb in (
-        (sp[:, :-1], sp[:, 1:], bnd[:, :-1], bnd[:, 1:]),
-        (sp[:-1], sp[1:], bnd[:-1], bnd[1:]),
-    ):
-        cut = a != b
-        pairs.append((a[cut], b[cut], np.maximum(wa[cut], wb[cut])))
-    i = np.concatenate([p[0] for p in pairs]).astype(np.int64)
-    j = np.concatenate([p[1] for p in pairs]).astype(np.int64)
-    w = np.concatenate([p[2] for p in pairs]).astype(np.float64)
-    key = np.minimum(i, j) * n + np.maximum(i, j)
-    uniq, inv = np.unique(key, return_inverse=True)
-    return uniq // n, uniq % n, np.bincount(inv, w), np.bincount(inv).astype(np.float64)
-
-
-def _relabel(sp: np.ndarray) -> np.ndarray:
-    """Map the labels of ``sp`` onto ``0 .. n-1`` (every value used), int32."""
-    return np.unique(sp, return_inverse=True)[1].reshape(sp.shape).astype(np.int32)
+    return kernels.adjacency(np.ascontiguousarray(sp), np.ascontiguousarray(bnd), int(n))
 
 
 def _watershed(image: np.ndarray) -> np.ndarray:
@@ -148,76 +131,34 @@ def _finest_partition(bnd: np.ndarray, params: ProposalParams) -> np.ndarray:
     """(H, W) boundary map -> (H, W) int32 superpixel map; every region >= min_region_size px
     (unless the image is smaller)."""
     smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma) if params.watershed_sigma > 0 else bnd
-    sp = _watershed(smooth) - np.int32(1)       # what _relabel makes of labels 1..L all used
-    while True:
-        n = int(sp.max()) + 1
-        size = np.bincount(sp.ravel(), minlength=n)
-        small = size < params.min_region_size
-        if n == 1 or not small.any():
-            return sp
-        ei, ej, bsum, blen = _adjacency(sp, bnd, n)
-        # each small region points to its neighbour across the weakest mean boundary
-        src = np.concatenate([ei, ej])
-        dst = np.concatenate([ej, ei])
-        mean = np.concatenate([bsum / blen] * 2)
-        keep = small[src]
-        src, dst, mean = src[keep], dst[keep], mean[keep]
-        order = np.lexsort((dst, mean, src))
-        first = np.r_[True, src[order][1:] != src[order][:-1]]
-        src, dst = src[order][first], dst[order][first]
-        g = sps.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-        sp = connected_components(g, directed=False)[1].astype(np.int32)[sp]
+    sp = _watershed(smooth) - np.int32(1)       # labels 0..n-1, every one used
+    return kernels.merge_small_regions(sp, np.ascontiguousarray(bnd), int(params.min_region_size))
 
 
 # -----------------------------------------------------------------------------------------------
 # 3: region features
 
 
-def _histograms(codes: np.ndarray, sp: np.ndarray, n: int, n_codes: int) -> np.ndarray:
-    """(H, W, C) int codes in [0, n_codes) -> (n, C * n_codes) float32 per-region histograms,
-    L1-normalised over all C channels together."""
-    flat = sp.ravel().astype(np.int64) * n_codes
-    hs = [
-        np.bincount(flat + codes[..., c].ravel(), minlength=n * n_codes).reshape(n, n_codes)
-        for c in range(codes.shape[2])
-    ]
-    h = np.concatenate(hs, axis=1).astype(np.float32)
+def _histograms(counts: np.ndarray) -> np.ndarray:
+    """(n, d) int code counts -> (n, d) float32 per-region histograms, L1-normalised over all
+    channels together."""
+    h = counts.astype(np.float32)
     return h / h.sum(axis=1, keepdims=True)
 
 
 def _region_features(image_rgb: np.ndarray, sp: np.ndarray, n: int, params: ProposalParams):
     """Per-region size (n,), bounding box (n, 4) as (y0, x0, y1, x1) half-open, and histograms
-    {'lab', 'hsv', 'texture'} each (n, d) float32."""
-    H, W = sp.shape
-    flat = sp.ravel()
-    size = np.bincount(flat, minlength=n).astype(np.float64)
-    ys, xs = np.divmod(np.arange(H * W), W)
-    box = np.empty((n, 4))
-    for k, (v, red) in enumerate(((ys, np.minimum), (xs, np.minimum))):
-        lo = np.full(n, np.inf)
-        red.at(lo, flat, v)
-        hi = np.full(n, -np.inf)
-        np.maximum.at(hi, flat, v)
-        box[:, k], box[:, k + 2] = lo, hi + 1
-    b = params.colour_bins
+    {'lab', 'hsv', 'texture'} each (n, d) float32: Lab and HSV codes (``colour_bins`` per
+    channel) and a texture code (gradient orientation (8 bins) x 2 magnitude levels, plus one
+    "flat" code), counted in one pass (``proposal_kernels.region_stats``)."""
     lab = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2Lab)
     hsv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2HSV)  # H in 0..179
-    lab_codes = (lab.astype(np.int64) * b) >> 8
-    hsv_codes = (hsv.astype(np.int64) * b) >> 8
-    hsv_codes[..., 0] = hsv[..., 0].astype(np.int64) * b // 180
-    # texture: gradient orientation (8 bins) x 2 magnitude levels, plus one "flat" code
     grey = cv2.GaussianBlur(lab[..., 0].astype(np.float32), (0, 0), 1.0)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
-    mag = np.hypot(gx, gy)
-    ori = ((np.arctan2(gy, gx) + np.pi) * (8 / (2 * np.pi))).astype(np.int64) % 8
-    tex = np.where(mag < 8, 16, ori + 8 * (mag >= 32))[..., None]
-    feats = {
-        "lab": _histograms(lab_codes, sp, n, b),
-        "hsv": _histograms(hsv_codes, sp, n, b),
-        "texture": _histograms(tex, sp, n, 17),
-    }
-    return size, box, feats
+    size, box, lab_n, hsv_n, tex_n = kernels.region_stats(
+        np.ascontiguousarray(sp), int(n), lab, hsv, np.hypot(gx, gy), np.arctan2(gy, gx), int(params.colour_bins))
+    return size, box, {"lab": _histograms(lab_n), "hsv": _histograms(hsv_n), "texture": _histograms(tex_n)}
 
 
 # -----------------------------------------------------------------------------------------------
