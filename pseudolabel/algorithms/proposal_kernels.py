@@ -76,65 +76,13 @@ def _pairwise_sum32(a, lo, n):
 
 
 @njit(cache=True)
-def _first(key, ha, hc, i, j):
-    """Heap entry ``i`` pops before entry ``j``: Python's order of ``(key, a, c)`` tuples."""
-    if key[i] != key[j]:
-        return key[i] < key[j]
-    if ha[i] != ha[j]:
-        return ha[i] < ha[j]
-    return hc[i] < hc[j]
-
-
-@njit(cache=True)
-def _sift_down(key, ha, hc, count, i):
-    """Move entry ``i`` of a binary min-heap of ``count`` entries down to its place."""
-    while True:
-        small, left = i, 2 * i + 1
-        if left < count and _first(key, ha, hc, left, small):
-            small = left
-        if left + 1 < count and _first(key, ha, hc, left + 1, small):
-            small = left + 1
-        if small == i:
-            return
-        key[i], key[small] = key[small], key[i]
-        ha[i], ha[small] = ha[small], ha[i]
-        hc[i], hc[small] = hc[small], hc[i]
-        i = small
-
-
-@njit(cache=True)
-def _sift_up(key, ha, hc, i):
-    """Move entry ``i`` of a binary min-heap up to its place."""
-    while i > 0:
-        up = (i - 1) // 2
-        if not _first(key, ha, hc, i, up):
-            return
-        key[i], key[up] = key[up], key[i]
-        ha[i], ha[up] = ha[up], ha[i]
-        hc[i], hc[up] = hc[up], hc[i]
-        i = up
-
-
-@njit(cache=True)
-def _similarity(r, o, bmean, size, box, hist, bounds, hw32, hw64, hf32, wb, ws, wf, area, buf):
-    """``_merge_hierarchy``'s similarity of nodes ``r`` and ``o``, as its numpy code computed
-    it: float64 terms; each histogram intersection a float32 pairwise sum, weighted in float32
-    (``hf32[t]``: a Python number weight, as numpy casts it) or float64."""
-    s = wb * (1.0 - bmean) + ws * (1.0 - (size[r] + size[o]) / area)
-    for t in range(len(hw64)):
-        lo, hi = bounds[t], bounds[t + 1]
-        for j in range(lo, hi):
-            buf[j - lo] = min(hist[r, j], hist[o, j])
-        total = _pairwise_sum32(buf, 0, hi - lo)
-        if hf32[t]:
-            s = s + np.float64(hw32[t] * total)
-        else:
-            s = s + hw64[t] * np.float64(total)
-    if wf != 0.0:
-        dy = max(box[r, 2], box[o, 2]) - min(box[r, 0], box[o, 0])
-        dx = max(box[r, 3], box[o, 3]) - min(box[r, 1], box[o, 1])
-        s = s + wf * (1.0 - (dy * dx - size[r] - size[o]) / area)
-    return s
+def _before(k1, a1, c1, k2, a2, c2):
+    """Heap entry (k1, a1, c1) pops before (k2, a2, c2): Python's order of tuples."""
+    if k1 != k2:
+        return k1 < k2
+    if a1 != a2:
+        return a1 < a2
+    return c1 < c2
 
 
 @njit(cache=True)
@@ -148,127 +96,127 @@ def _grown(a, need):
 
 
 @njit(cache=True)
-def _union_neighbours(a, c, head, nbr, es, el, nxt, alive, mark, acc_s, acc_l, out):
-    """Alive neighbours of ``a`` or ``c`` (not each other) into ``out``, their count returned;
-    ``acc_s`` / ``acc_l`` [x]: the summed boundary strength and length, ``a``'s plus ``c``'s."""
-    deg = 0
-    for node, other in ((a, c), (c, a)):
-        p = head[node]
-        while p >= 0:
-            x = nbr[p]
-            if alive[x] and x != other:
-                if mark[x] == a:
-                    acc_s[x] += es[p]
-                    acc_l[x] += el[p]
-                else:
-                    mark[x] = a
-                    acc_s[x], acc_l[x] = es[p], el[p]
-                    out[deg] = x
-                    deg += 1
-            p = nxt[p]
-    return deg
+def _fill_term(size_r, y0, x0, y1, x1, size_o, v0, u0, v1, u1, wf, area):
+    """The fill term of ``_merge_hierarchy``'s similarity for nodes of sizes ``size_r``,
+    ``size_o`` and boxes (y0, x0, y1, x1), (v0, u0, v1, u1), float64 as numpy computed it."""
+    dy = max(y1, v1) - min(y0, v0)
+    dx = max(x1, u1) - min(x0, u0)
+    return wf * (1.0 - (dy * dx - size_r - size_o) / area)
 
 
 @njit(cache=True)
-def _start_heap(ei, ej, bsum, blen, size, box, hist, bounds, hw32, hw64, hf32, wb, ws, wf, area, buf):
-    """The heap of every adjacent pair's ``(-similarity, a, c)``, heapified: arrays (key, a, c)."""
-    E = len(ei)
-    key = np.empty(2 * E + 16)
-    ha = np.empty(2 * E + 16, np.int64)
-    hc = np.empty(2 * E + 16, np.int64)
-    for e in range(E):
-        key[e] = -_similarity(ei[e], ej[e], bsum[e] / blen[e], size, box, hist, bounds,
-                              hw32, hw64, hf32, wb, ws, wf, area, buf)
-        ha[e], hc[e] = ei[e], ej[e]
-    for i in range(E // 2 - 1, -1, -1):
-        _sift_down(key, ha, hc, E, i)
-    return key, ha, hc
+def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hist, terms, weights,
+                 alive, mark, pend):
+    """The merge loop from ``state`` (merges done, heap entries, list entries, pending pairs)
+    on, while the heap and the lists have room for a merge's new pairs (else it returns, the
+    caller grows them and calls again: no array is reassigned in here, which keeps numba's
+    reference counting out of the loop; for the same reason the loop's steps are written out
+    in it rather than called). Pending pairs ``pend`` (r, x, bsum, blen) are scored and pushed
+    first: the adjacent pairs at the start, each merge's new ones after it.
 
-
-@njit(cache=True)
-def _start_lists(N, ei, ej, bsum, blen):
-    """Adjacency as linked lists: ``head[node]`` -> entries (nbr, es, el, nxt), one per
-    neighbour in each direction; returns them and the number of entries used."""
-    E = len(ei)
-    head = np.full(N, -1, np.int64)
-    nbr = np.empty(4 * E + 16, np.int64)
-    nxt = np.empty(4 * E + 16, np.int64)
-    es = np.empty(4 * E + 16)
-    el = np.empty(4 * E + 16)
-    m = 0
-    for e in range(E):
-        for node, x in ((ei[e], ej[e]), (ej[e], ei[e])):
-            nbr[m], es[m], el[m], nxt[m] = x, bsum[e], blen[e], head[node]
-            head[node] = m
-            m += 1
-    return head, nbr, es, el, nxt, m
-
-
-@njit(cache=True)
-def _pop_alive(key, ha, hc, count, alive):
-    """Pop entries until one joins two alive nodes: returns (a, c, entries left)."""
+    ``node`` (2n-1, 5): size and box of every node; ``hist`` (2n-1, D) float32 the weighted
+    histograms side by side, ``terms`` (T, 4) each one's (first column, width, weight, weight
+    is a Python number: the product is float32); ``weights`` (wb, ws, wf, area).
+    """
+    wb, ws, wf, area = weights[0], weights[1], weights[2], weights[3]
+    k, count, m, todo = state[0], state[1], state[2], state[3]
+    buf = np.empty(hist.shape[1] + 1, np.float32)
     while True:
-        if count == 0:
-            raise IndexError("index out of range")   # what heapq.heappop says
-        a, c = ha[0], hc[0]
-        count -= 1
-        key[0], ha[0], hc[0] = key[count], ha[count], hc[count]
-        _sift_down(key, ha, hc, count, 0)
-        if alive[a] and alive[c]:
-            return a, c, count
-
-
-@njit(cache=True)
-def merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, hist0, bounds, hw32, hw64, hf32, wb, ws, wf, area):
-    """``proposals._merge_hierarchy``: the (n-1, 2) int64 merges. ``hist0`` (n, D) float32: the
-    weighted histograms side by side, histogram ``t`` in columns ``bounds[t]:bounds[t+1]`` with
-    weight ``hw32[t]`` / ``hw64[t]`` (see :func:`_similarity`)."""
-    N = 2 * n - 1
-    size = np.empty(N)
-    size[:n] = size0
-    box = np.empty((N, 4))
-    box[:n] = box0
-    hist = np.empty((N, hist0.shape[1]), np.float32)
-    hist[:n] = hist0
-    buf = np.empty(hist0.shape[1] + 1, np.float32)
-    weights = (bounds, hw32, hw64, hf32, wb, ws, wf, area, buf)
-    key, ha, hc = _start_heap(ei, ej, bsum, blen, size, box, hist, *weights)
-    count = len(ei)
-    head, nbr, es, el, nxt, m = _start_lists(N, ei, ej, bsum, blen)
-    alive = np.zeros(N, np.bool_)
-    alive[:n] = True
-    mark = np.full(N, -1, np.int64)
-    acc_s, acc_l = np.empty(N), np.empty(N)
-    new = np.empty(N, np.int64)
-    merges = np.empty((n - 1, 2), np.int64)
-    for k in range(n - 1):
-        a, c, count = _pop_alive(key, ha, hc, count, alive)
+        # score the pending pairs (the similarity as _merge_hierarchy's numpy code made it)
+        for i in range(todo):
+            r, x = np.int64(pend[i, 0]), np.int64(pend[i, 1])
+            s = wb * (1.0 - pend[i, 2] / pend[i, 3]) + ws * (1.0 - (node[r, 0] + node[x, 0]) / area)
+            for t in range(terms.shape[0]):
+                lo, width = np.int64(terms[t, 0]), np.int64(terms[t, 1])
+                if width < 8 or width > 128:     # one running sum / numpy's pairwise halves
+                    for j in range(width):
+                        buf[j] = min(hist[r, lo + j], hist[x, lo + j])
+                    total = _pairwise_sum32(buf, 0, width)
+                else:                            # numpy's eight running sums, then the rest
+                    r0, r1 = min(hist[r, lo], hist[x, lo]), min(hist[r, lo + 1], hist[x, lo + 1])
+                    r2, r3 = min(hist[r, lo + 2], hist[x, lo + 2]), min(hist[r, lo + 3], hist[x, lo + 3])
+                    r4, r5 = min(hist[r, lo + 4], hist[x, lo + 4]), min(hist[r, lo + 5], hist[x, lo + 5])
+                    r6, r7 = min(hist[r, lo + 6], hist[x, lo + 6]), min(hist[r, lo + 7], hist[x, lo + 7])
+                    j = lo + 8
+                    while j < lo + width - width % 8:
+                        r0, r1 = r0 + min(hist[r, j], hist[x, j]), r1 + min(hist[r, j + 1], hist[x, j + 1])
+                        r2, r3 = r2 + min(hist[r, j + 2], hist[x, j + 2]), r3 + min(hist[r, j + 3], hist[x, j + 3])
+                        r4, r5 = r4 + min(hist[r, j + 4], hist[x, j + 4]), r5 + min(hist[r, j + 5], hist[x, j + 5])
+                        r6, r7 = r6 + min(hist[r, j + 6], hist[x, j + 6]), r7 + min(hist[r, j + 7], hist[x, j + 7])
+                        j += 8
+                    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+                    while j < lo + width:
+                        total += min(hist[r, j], hist[x, j])
+                        j += 1
+                if terms[t, 3]:
+                    s = s + np.float64(np.float32(terms[t, 2]) * np.float32(total))
+                else:
+                    s = s + terms[t, 2] * np.float64(np.float32(total))
+            if wf != 0.0:
+                s = s + _fill_term(node[r, 0], node[r, 1], node[r, 2], node[r, 3], node[r, 4],
+                                   node[x, 0], node[x, 1], node[x, 2], node[x, 3], node[x, 4], wf, area)
+            # push (-s, r, x): sift up
+            c = count
+            count += 1
+            while c > 0 and _before(-s, r, x, key[(c - 1) // 2], ha[(c - 1) // 2], hc[(c - 1) // 2]):
+                key[c], ha[c], hc[c] = key[(c - 1) // 2], ha[(c - 1) // 2], hc[(c - 1) // 2]
+                c = (c - 1) // 2
+            key[c], ha[c], hc[c] = -s, r, x
+        todo = 0
+        if k == n - 1 or count + n > len(key) or m + 2 * n > len(nbr):
+            state[0], state[1], state[2], state[3] = k, count, m, 0
+            return
+        # pop entries until one joins two alive nodes: sift down
+        while True:
+            if count == 0:
+                raise IndexError("index out of range")   # what heapq.heappop says
+            a, c = ha[0], hc[0]
+            count -= 1
+            last_k, last_a, last_c = key[count], ha[count], hc[count]
+            i = 0
+            while 2 * i + 1 < count:
+                child = 2 * i + 1
+                if child + 1 < count and _before(key[child + 1], ha[child + 1], hc[child + 1],
+                                                 key[child], ha[child], hc[child]):
+                    child += 1
+                if not _before(key[child], ha[child], hc[child], last_k, last_a, last_c):
+                    break
+                key[i], ha[i], hc[i] = key[child], ha[child], hc[child]
+                i = child
+            key[i], ha[i], hc[i] = last_k, last_a, last_c
+            if alive[a] and alive[c]:
+                break
         r = n + k
         merges[k, 0], merges[k, 1] = a, c
-        deg = _union_neighbours(a, c, head, nbr, es, el, nxt, alive, mark, acc_s, acc_l, new)
+        # the new node's neighbours: a's and c's alive ones, their boundaries summed (a's + c's)
+        for here, other in ((a, c), (c, a)):
+            p = head[here]
+            while p >= 0:
+                x = nbr[p]
+                if alive[x] and x != other:
+                    if mark[x, 0] == a:                  # a neighbour of both
+                        pend[mark[x, 1], 2] += es[p]
+                        pend[mark[x, 1], 3] += el[p]
+                    else:
+                        mark[x, 0], mark[x, 1] = a, todo
+                        pend[todo, 0], pend[todo, 1], pend[todo, 2], pend[todo, 3] = r, x, es[p], el[p]
+                        todo += 1
+                p = nxt[p]
         alive[a] = alive[c] = False
         alive[r] = True
-        size[r] = size[a] + size[c]
-        box[r, 0], box[r, 1] = min(box[a, 0], box[c, 0]), min(box[a, 1], box[c, 1])
-        box[r, 2], box[r, 3] = max(box[a, 2], box[c, 2]), max(box[a, 3], box[c, 3])
-        fa, fc = size[a] / size[r], size[c] / size[r]
+        node[r, 0] = node[a, 0] + node[c, 0]
+        node[r, 1], node[r, 2] = min(node[a, 1], node[c, 1]), min(node[a, 2], node[c, 2])
+        node[r, 3], node[r, 4] = max(node[a, 3], node[c, 3]), max(node[a, 4], node[c, 4])
+        fa, fc = node[a, 0] / node[r, 0], node[c, 0] / node[r, 0]
         for j in range(hist.shape[1]):
             hist[r, j] = np.float32(fa * np.float64(hist[a, j]) + fc * np.float64(hist[c, j]))
-        key, ha, hc = _grown(key, count + deg), _grown(ha, count + deg), _grown(hc, count + deg)
-        nbr, es, el, nxt = _grown(nbr, m + 2 * deg), _grown(es, m + 2 * deg), _grown(el, m + 2 * deg), _grown(nxt, m + 2 * deg)
-        for i in range(deg):
-            x = new[i]
-            key[count] = -_similarity(r, x, acc_s[x] / acc_l[x], size, box, hist, *weights)
-            ha[count], hc[count] = r, x
-            _sift_up(key, ha, hc, count)
-            count += 1
-            for node, y in ((r, x), (x, r)):
-                nbr[m], es[m], el[m], nxt[m] = y, acc_s[x], acc_l[x], head[node]
-                head[node] = m
+        for i in range(todo):
+            x = np.int64(pend[i, 1])
+            for here, there in ((r, x), (x, r)):
+                nbr[m], es[m], el[m], nxt[m] = there, pend[i, 2], pend[i, 3], head[here]
+                head[here] = m
                 m += 1
-    return merges
-
-
+        k += 1
 # -----------------------------------------------------------------------------------------------
 # hole filling
 
@@ -904,3 +852,61 @@ def merge_small_regions(sp, bnd, min_size):
             for x in range(sp.shape[1]):
                 out[y, x] = new[sp[y, x]]
         sp = out
+
+
+# -----------------------------------------------------------------------------------------------
+# boundary maps
+
+
+@njit(cache=True)
+def gradient_magnitude(gx, gy, use):
+    """(H, W, 3) float32 gradients -> (H, W) float32 ``sqrt(sum over channels c with use[c] of
+    gx² + gy²)``, float32 throughout, channels added in order from 0 as numpy's sum did (a
+    channel left out is one whose gradients are all zero: adding its 0 changes nothing)."""
+    H, W = gx.shape[:2]
+    out = np.empty((H, W), np.float32)
+    for y in range(H):
+        for x in range(W):
+            s = np.float32(0.0)
+            for c in range(3):
+                if use[c]:
+                    s += gx[y, x, c] * gx[y, x, c] + gy[y, x, c] * gy[y, x, c]
+            out[y, x] = np.sqrt(s)
+    return out
+
+
+@njit(cache=True)
+def merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, hist0, terms, wb, ws, wf, area):
+    """``proposals._merge_hierarchy``: the (n-1, 2) int64 merges. ``hist0`` (n, D) float32 and
+    ``terms``: the weighted histograms side by side (see :func:`_merge_steps`)."""
+    N = 2 * n - 1
+    E = len(ei)
+    node = np.empty((N, 5))
+    node[:n, 0] = size0
+    node[:n, 1:] = box0
+    hist = np.empty((N, hist0.shape[1]), np.float32)
+    hist[:n] = hist0
+    key, ha, hc = np.empty(2 * E + n), np.empty(2 * E + n, np.int64), np.empty(2 * E + n, np.int64)
+    head = np.full(N, -1, np.int64)
+    nbr, nxt = np.empty(4 * E + 2 * n, np.int64), np.empty(4 * E + 2 * n, np.int64)
+    es, el = np.empty(4 * E + 2 * n), np.empty(4 * E + 2 * n)
+    pend = np.empty((max(E, n), 4))
+    for e in range(E):                      # the adjacency lists, and every pair to score
+        for m, (here, there) in enumerate(((ei[e], ej[e]), (ej[e], ei[e]))):
+            nbr[2 * e + m], es[2 * e + m], el[2 * e + m], nxt[2 * e + m] = there, bsum[e], blen[e], head[here]
+            head[here] = 2 * e + m
+        pend[e, 0], pend[e, 1], pend[e, 2], pend[e, 3] = ei[e], ej[e], bsum[e], blen[e]
+    alive = np.zeros(N, np.bool_)
+    alive[:n] = True
+    mark = np.full((N, 2), -1, np.int64)
+    merges = np.empty((n - 1, 2), np.int64)
+    state = np.array([0, 0, 2 * E, E])
+    weights = np.array([wb, ws, wf, area])
+    while True:
+        _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hist, terms, weights,
+                     alive, mark, pend)
+        if state[0] == n - 1:
+            return merges
+        key, ha, hc = _grown(key, state[1] + n), _grown(ha, state[1] + n), _grown(hc, state[1] + n)
+        need = state[2] + 2 * n
+        nbr, es, el, nxt = _grown(nbr, need), _grown(es, need), _grown(el, need), _grown(nxt, need)

@@ -62,27 +62,50 @@ def _float_lab(image_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
 
 
-def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
-                  lab_weights: tuple[float, ...] | None = None, lab: np.ndarray | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
-    gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
-    divided by its ``boundary_percentile``-th percentile and clipped. ``lab``: the image's
-    :func:`_float_lab`, when the caller has it (several maps share one conversion)."""
-    lab_weights = params.lab_weights if lab_weights is None else lab_weights
-    H, W = image_rgb.shape[:2]
-    lab = _float_lab(image_rgb) if lab is None else lab
+def _lab_gradients(lab: np.ndarray, lab_weights: tuple[float, ...], params: ProposalParams) -> list:
+    """Per scale of ``params.scales``, the (gx, gy) Sobel gradients, (h, w, 3) float32 each, of
+    the smoothed float Lab image with its channels weighted by ``lab_weights``."""
+    H, W = lab.shape[:2]
     if tuple(lab_weights) != (1.0, 1.0, 1.0):
         lab = lab * np.array(lab_weights, np.float32)
-    acc = np.zeros((H, W), np.float32)
+    out = []
     for s in params.scales:
         size = (max(1, round(W * s)), max(1, round(H * s)))
         x = lab if s == 1.0 else cv2.resize(lab, size, interpolation=cv2.INTER_AREA)
         x = cv2.GaussianBlur(x, (0, 0), params.gradient_sigma)
-        gx = cv2.Sobel(x, cv2.CV_32F, 1, 0)
-        gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
-        mag = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+        out.append((cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)))
+    return out
+
+
+def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
+                  lab_weights: tuple[float, ...] | None = None, lab: np.ndarray | None = None,
+                  gradients: list | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
+    gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
+    divided by its ``boundary_percentile``-th percentile and clipped. ``lab``: the image's
+    :func:`_float_lab`, when the caller has it (several maps share one conversion).
+    ``gradients``: :func:`_lab_gradients` of weights that equal ``lab_weights`` on each channel
+    ``lab_weights`` does not zero (maps share them: OpenCV filters each channel on its own, and
+    a zeroed channel adds nothing)."""
+    lab_weights = params.lab_weights if lab_weights is None else lab_weights
+    H, W = image_rgb.shape[:2]
+    if gradients is None:
+        gradients = _lab_gradients(_float_lab(image_rgb) if lab is None else lab, lab_weights, params)
+    use = np.array([w != 0 for w in lab_weights], bool)
+    acc = np.zeros((H, W), np.float32)
+    for s, (gx, gy) in zip(params.scales, gradients):
+        mag = kernels.gradient_magnitude(gx, gy, use)
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
     return _normalised(acc, params)
+
+
+def _shared_gradients(known: dict, lab_weights: tuple[float, ...]):
+    """Gradients in ``known`` ({weights: :func:`_lab_gradients`}) that a map of ``lab_weights``
+    can use (see :func:`_boundary_map`), or None."""
+    for weights, gradients in known.items():
+        if all(w == 0 or w == v for w, v in zip(lab_weights, weights)):
+            return gradients
+    return None
 
 
 def _normalised(strength: np.ndarray, params: ProposalParams, thinned: bool = False) -> np.ndarray:
@@ -217,19 +240,18 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     Returns merges ``(n-1, 2)`` int64: merge ``k`` joins nodes ``merges[k]`` into node ``n+k``.
     The loop is compiled (``proposal_kernels.merge_hierarchy``); this gathers its inputs. A
     histogram's weight multiplies its float32 intersection in the precision numpy gives the
-    product (float32 for a Python number, ``hf32``).
+    product (float32 for a Python number: ``terms[:, 3]``).
     """
     wb, wl, wh, wt, ws, wf = weights
-    terms = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
-    hist = np.concatenate([np.zeros((n, 0), np.float32)] + [np.asarray(h, np.float32) for _, h in terms], axis=1)
-    bounds = np.cumsum([0] + [h.shape[1] for _, h in terms]).astype(np.int64)
-    hf32 = np.array([(w * np.ones(1, np.float32)).dtype == np.float32 for w, _ in terms], bool)
-    hw32 = np.array([w for w, _ in terms], np.float32)
-    hw64 = np.array([w for w, _ in terms], np.float64)
+    hists = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
+    hist = np.concatenate([np.zeros((n, 0), np.float32)] + [np.asarray(h, np.float32) for _, h in hists], axis=1)
+    first = np.cumsum([0] + [h.shape[1] for _, h in hists])
+    terms = np.array([(first[t], h.shape[1], w, (w * np.ones(1, np.float32)).dtype == np.float32)
+                      for t, (w, h) in enumerate(hists)], np.float64).reshape(-1, 4)
     return kernels.merge_hierarchy(
         int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64), np.asarray(bsum, np.float64),
         np.asarray(blen, np.float64), np.asarray(size0, np.float64), np.ascontiguousarray(box0, np.float64),
-        np.ascontiguousarray(hist), bounds, hw32, hw64, hf32, float(wb), float(ws), float(wf), float(area))
+        np.ascontiguousarray(hist), terms, float(wb), float(ws), float(wf), float(area))
 
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
@@ -300,7 +322,12 @@ def generate_proposals(
     """
     image_rgb = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     lab = _float_lab(image_rgb)                             # one conversion for every boundary map
-    bnd = _boundary_map(image_rgb, params, lab=lab) if edges is None else _normalised(edges, params, thinned=True)
+    known = {}                                              # gradients of each weighting made
+    if edges is None:
+        known[tuple(params.lab_weights)] = _lab_gradients(lab, params.lab_weights, params)
+        bnd = _boundary_map(image_rgb, params, gradients=known[tuple(params.lab_weights)])
+    else:
+        bnd = _normalised(edges, params, thinned=True)
     sp = _finest_partition(bnd, params)
     n = int(sp.max()) + 1
     if n == 1:
@@ -310,8 +337,11 @@ def generate_proposals(
     border = np.zeros(n, bool)
     border[np.unique(np.r_[sp[0], sp[-1], sp[:, 0], sp[:, -1]])] = True
     graphs = [_adjacency(sp, bnd, n)]
-    for weights in params.extra_maps:
-        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, tuple(weights), lab=lab), n))
+    for weights in map(tuple, params.extra_maps):
+        gradients = _shared_gradients(known, weights)
+        if gradients is None:
+            gradients = known[weights] = _lab_gradients(lab, weights, params)
+        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, weights, gradients=gradients), n))
     for (ei, ej, bsum, blen), k in itertools.product(graphs, params.start_k):
         bmean = (bsum / blen).tolist()
         lab = _graph_segmentation(n, ei.tolist(), ej.tolist(), bmean, size, k)
