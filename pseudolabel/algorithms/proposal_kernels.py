@@ -217,6 +217,31 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
                 head[here] = m
                 m += 1
         k += 1
+@njit(cache=True)
+def graph_segmentation(n, ei, ej, bmean, size, k):
+    """``proposals._graph_segmentation``: edges by increasing ``bmean`` (stable), components
+    joined (the second's root under the first's) when the edge is no stronger than either's
+    internal maximum plus ``k / size``; (n,) int64 labels numbered by their roots' order."""
+    parent = np.arange(n)
+    inner = np.zeros(n)
+    sz = size.astype(np.float64)
+    for e in np.argsort(bmean, kind="mergesort"):
+        a, c = _find(parent, ei[e]), _find(parent, ej[e])
+        w = bmean[e]
+        if a != c and w <= min(inner[a] + k / sz[a], inner[c] + k / sz[c]):
+            parent[c] = a
+            sz[a] += sz[c]
+            inner[a] = max(inner[a], inner[c], w)
+    root = np.zeros(n, np.bool_)
+    for i in range(n):
+        root[_find(parent, i)] = True
+    rank = np.cumsum(root) - 1
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = rank[_find(parent, i)]
+    return out
+
+
 # -----------------------------------------------------------------------------------------------
 # hole filling
 
@@ -459,13 +484,27 @@ def _triplets(adj):
 
 
 @njit(cache=True)
-def first_unique_csr_rows(indptr, indices, weights):
+def row_weight_sums(indptr, indices, weights):
+    """(P, 2) float64: per row of a canonical CSR matrix, the sums of ``weights`` (n, 2) over its
+    columns, added in column order from 0 (as scipy's product ``M @ weights`` does)."""
+    P = len(indptr) - 1
+    h = np.zeros((P, 2))
+    for p in range(P):
+        h0, h1 = 0.0, 0.0
+        for q in range(indptr[p], indptr[p + 1]):
+            h0 += weights[indices[q], 0]
+            h1 += weights[indices[q], 1]
+        h[p, 0], h[p, 1] = h0, h1
+    return h
+
+
+@njit(cache=True)
+def first_unique_csr_rows(indptr, indices, h):
     """``proposals._unique_sparse_rows``'s choice, as it made it: indices (ascending) of the rows
     of a canonical CSR matrix (sorted indices, no duplicates) that it keeps.
 
-    Rows are grouped by (length, two sums of ``weights`` (n, 2) float64 over their columns,
-    added in column order from 0 as scipy's product did); a row is dropped when its columns
-    equal those of its group's last kept row. Empty rows are dropped.
+    Rows are grouped by (length, ``h`` (P, 2): :func:`row_weight_sums`); a row is dropped when
+    its columns equal those of its group's last kept row. Empty rows are dropped.
     """
     P = len(indptr) - 1
     size = 1
@@ -473,22 +512,17 @@ def first_unique_csr_rows(indptr, indices, weights):
         size *= 2
     table = np.full(size, -1, np.int64)       # slot -> a row of the group (its first)
     leader = np.empty(P, np.int64)            # group's first row -> its last kept row
-    h0 = np.zeros(P)
-    h1 = np.zeros(P)
-    bits0, bits1 = h0.view(np.uint64), h1.view(np.uint64)   # sums of positives: never -0.0
+    bits = h.view(np.uint64)                  # sums of positives: never -0.0
     keep = np.empty(P, np.int64)
     kept = 0
     for p in range(P):
         a, b = indptr[p], indptr[p + 1]
         if a == b:
             continue
-        for q in range(a, b):
-            h0[p] += weights[indices[q], 0]
-            h1[p] += weights[indices[q], 1]
-        h = np.uint64(b - a) * np.uint64(0x9E3779B97F4A7C15)
-        h = (h ^ bits0[p]) * np.uint64(0xBF58476D1CE4E5B9)
-        h = (h ^ bits1[p]) * np.uint64(0x94D049BB133111EB)
-        slot = (h ^ (h >> np.uint64(29))) & np.uint64(size - 1)
+        x = np.uint64(b - a) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ bits[p, 0]) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ bits[p, 1]) * np.uint64(0x94D049BB133111EB)
+        slot = (x ^ (x >> np.uint64(29))) & np.uint64(size - 1)
         while True:
             g = table[slot]
             if g < 0:
@@ -496,9 +530,8 @@ def first_unique_csr_rows(indptr, indices, weights):
                 keep[kept] = p
                 kept += 1
                 break
-            if (indptr[g + 1] - indptr[g] == b - a and h0[g] == h0[p] and h1[g] == h1[p]):
-                last = leader[g]
-                if not _same_columns(indptr, indices, last, p):
+            if indptr[g + 1] - indptr[g] == b - a and h[g, 0] == h[p, 0] and h[g, 1] == h[p, 1]:
+                if not _same_columns(indptr, indices, leader[g], p):
                     leader[g] = p
                     keep[kept] = p
                     kept += 1
@@ -520,14 +553,27 @@ def _same_columns(indptr, indices, p, q):
 
 
 @njit(cache=True)
-def expand_rows(coarse, lab, n):
+def take_rows(indptr, indices, rows):
+    """Rows ``rows`` of a CSR matrix: (indptr int64, indices of the same dtype)."""
+    out_ptr = np.zeros(len(rows) + 1, np.int64)
+    for i in range(len(rows)):
+        out_ptr[i + 1] = out_ptr[i] + indptr[rows[i] + 1] - indptr[rows[i]]
+    out = np.empty(out_ptr[-1], indices.dtype)
+    for i in range(len(rows)):
+        out[out_ptr[i]:out_ptr[i + 1]] = indices[indptr[rows[i]]:indptr[rows[i] + 1]]
+    return out_ptr, out
+
+
+@njit(cache=True)
+def expand_rows(coarse, lab, n, weights):
     """(P, m) bool rows over regions, ``lab`` (n,) superpixel -> region: the rows over
-    superpixels as CSR (indptr int64, indices int32 ascending within rows)."""
+    superpixels as CSR (indptr int64, indices int32 ascending within rows), and their
+    :func:`row_weight_sums` of ``weights``."""
     P, m = coarse.shape
-    start = np.zeros(m + 1, np.int64)
+    count = np.zeros(m + 1, np.int64)
     for s in range(n):
-        start[lab[s] + 1] += 1
-    start = np.cumsum(start)
+        count[lab[s] + 1] += 1
+    start = np.cumsum(count)
     members = np.empty(n, np.int64)
     fill = start[:-1].copy()
     for s in range(n):
@@ -537,9 +583,10 @@ def expand_rows(coarse, lab, n):
     for p in range(P):
         total = 0
         for r in range(m):
-            total += coarse[p, r] * (start[r + 1] - start[r])
+            total += coarse[p, r] * count[r + 1]
         indptr[p + 1] = indptr[p] + total
     indices = np.empty(indptr[P], np.int32)
+    h = np.zeros((P, 2))
     words = np.zeros((n + 63) // 64, np.uint64)
     low_bit = _low_bit_table()
     for p in range(P):
@@ -549,15 +596,20 @@ def expand_rows(coarse, lab, n):
                     s = members[i]
                     words[s >> 6] |= np.uint64(1) << np.uint64(s & 63)
         pos = indptr[p]
+        h0, h1 = 0.0, 0.0
         for w in range(len(words)):
             x = words[w]
             words[w] = 0
             while x:
                 low = x & (~x + np.uint64(1))
-                indices[pos] = 64 * w + low_bit[(low * _DE_BRUIJN) >> np.uint64(58)]
+                s = 64 * w + low_bit[(low * _DE_BRUIJN) >> np.uint64(58)]
+                indices[pos] = s
+                h0 += weights[s, 0]
+                h1 += weights[s, 1]
                 pos += 1
                 x ^= low
-    return indptr, indices
+        h[p, 0], h[p, 1] = h0, h1
+    return indptr, indices, h
 
 
 _DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)

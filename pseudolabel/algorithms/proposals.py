@@ -191,30 +191,10 @@ def _region_features(image_rgb: np.ndarray, sp: np.ndarray, n: int, params: Prop
 def _graph_segmentation(n, ei, ej, bmean, size, k) -> np.ndarray:
     """Felzenszwalb-Huttenlocher segmentation of the region graph: (n,) leaf -> start-region
     labels 0..m-1. Edges are taken by increasing mean boundary; two components merge when the
-    edge is no stronger than either's internal maximum plus ``k / size`` (pixels)."""
-    parent = list(range(n))
-    inner = [0.0] * n
-    sz = size.tolist()
-    for e in np.argsort(bmean, kind="stable").tolist():
-        a, c = ei[e], ej[e]
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        w = bmean[e]
-        if a != c and w <= min(inner[a] + k / sz[a], inner[c] + k / sz[c]):
-            parent[c] = a
-            sz[a] += sz[c]
-            inner[a] = max(inner[a], inner[c], w)
-    roots = np.array([parent[i] for i in range(n)])
-    while True:
-        nxt = roots[roots]
-        if (nxt == roots).all():
-            break
-        roots = nxt
-    return np.unique(roots, return_inverse=True)[1]
+    edge is no stronger than either's internal maximum plus ``k / size`` (pixels). Compiled:
+    ``proposal_kernels.graph_segmentation``."""
+    return kernels.graph_segmentation(int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64),
+                                      np.asarray(bmean, np.float64), np.asarray(size, np.float64), float(k))
 
 
 def _contract(lab, m, ei, ej, bsum, blen, size, box, feats):
@@ -333,7 +313,8 @@ def generate_proposals(
     if n == 1:
         return sp, sps.csr_matrix(np.ones((1, 1), bool))
     size, box, feats = _region_features(image_rgb, sp, n, params)
-    blocks = [sps.identity(n, dtype=bool, format="csr")]
+    columns = _row_weights(n)
+    blocks = [(np.arange(n + 1), np.arange(n, dtype=np.int32), columns)]      # the superpixels
     border = np.zeros(n, bool)
     border[np.unique(np.r_[sp[0], sp[-1], sp[:, 0], sp[:, -1]])] = True
     graphs = [_adjacency(sp, bnd, n)]
@@ -343,8 +324,7 @@ def generate_proposals(
             gradients = known[weights] = _lab_gradients(lab, weights, params)
         graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, weights, gradients=gradients), n))
     for (ei, ej, bsum, blen), k in itertools.product(graphs, params.start_k):
-        bmean = (bsum / blen).tolist()
-        lab = _graph_segmentation(n, ei.tolist(), ej.tolist(), bmean, size, k)
+        lab = _graph_segmentation(n, ei, ej, bsum / blen, size, k)
         m = int(lab.max()) + 1
         if m < 2:
             continue
@@ -361,9 +341,26 @@ def generate_proposals(
         cb = np.zeros(m, bool)
         cb[lab[border]] = True
         coarse = _unique_rows(_fill_holes(_unique_rows(np.concatenate(coarse)), cb, g[0], g[1]))
-        indptr, indices = kernels.expand_rows(coarse, lab, n)        # start regions -> superpixels
-        blocks.append(sps.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(coarse), n)))
-    return sp, _unique_sparse_rows(sps.vstack(blocks, format="csr"))
+        blocks.append(kernels.expand_rows(coarse, lab, n, columns))  # start regions -> superpixels
+    return sp, _unique_rows_of_blocks(blocks, n)
+
+
+def _row_weights(n: int) -> np.ndarray:
+    """(n, 2) float64 fixed random weights of the columns: a row's two sums of them group it with
+    the rows that may equal it (:func:`_unique_sparse_rows`)."""
+    return np.random.default_rng(0).random((n, 2))
+
+
+def _unique_rows_of_blocks(blocks: list, n: int) -> sps.csr_matrix:
+    """Blocks of canonical CSR rows ``(indptr, indices, row_weight_sums)``, stacked, their exact
+    duplicates dropped (first occurrence kept, order kept) as :func:`_unique_sparse_rows` does."""
+    offsets = np.cumsum([0] + [ptr[-1] for ptr, _, _ in blocks])
+    indptr = np.concatenate([blocks[0][0][:1]] + [ptr[1:] + off for (ptr, _, _), off in zip(blocks, offsets)])
+    indices = np.concatenate([ind for _, ind, _ in blocks])
+    sums = np.concatenate([h for _, _, h in blocks])
+    keep = kernels.first_unique_csr_rows(indptr, indices, sums)
+    indptr, indices = kernels.take_rows(indptr, indices, keep)
+    return sps.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(keep), n))
 
 
 def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
@@ -377,5 +374,5 @@ def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
     M = M.tocsr()
     M.sum_duplicates()
     M.sort_indices()
-    weights = np.random.default_rng(0).random((M.shape[1], 2))
-    return M[kernels.first_unique_csr_rows(M.indptr.astype(np.int64), M.indices.astype(np.int64), weights)]
+    sums = kernels.row_weight_sums(M.indptr, M.indices, _row_weights(M.shape[1]))
+    return M[kernels.first_unique_csr_rows(M.indptr, M.indices, sums)]
