@@ -51,6 +51,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import local_minima
 
 from . import proposal_kernels as kernels
+from . import proposal_rows
 from .proposal_params import ProposalParams
 
 # -----------------------------------------------------------------------------------------------
@@ -235,8 +236,9 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
 
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
-    """(n-1, 2) merges -> (2n-1, n) bool membership of every hierarchy node."""
-    return kernels.node_members(np.asarray(merges, np.int64), int(n))
+    """(n-1, 2) merges -> (2n-1, W) membership of every hierarchy node, packed (bit r of word
+    r >> 6: region r, ``proposal_rows``)."""
+    return proposal_rows.node_members(np.asarray(merges, np.int64), int(n))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -246,15 +248,15 @@ def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
 def _cut_combinations(merges, mem, n, ei, ej, levels_pairs, levels_triplets) -> list[np.ndarray]:
     """Adjacent pairs / connected triplets of the regions alive when K regions are left.
 
-    Returns a list of (m, n) bool membership blocks (one, compiled:
-    ``proposal_kernels.cut_combinations``): per level K ascending, pairs ordered by their
-    first then second region, triplets by centre then the two neighbours, regions by node id.
+    Returns a list of packed membership blocks (one: ``proposal_rows.cut_combinations``): per
+    level K ascending, pairs ordered by their first then second region, triplets by centre then
+    the two neighbours, regions by node id.
     """
     levels = np.array([K for K in sorted(set(levels_pairs) | set(levels_triplets)) if 2 <= K < n], np.int64)
     pairs = np.array([K in levels_pairs for K in levels.tolist()], bool)
     triplets = np.array([K in levels_triplets for K in levels.tolist()], bool)
-    return [kernels.cut_combinations(np.asarray(merges, np.int64), np.ascontiguousarray(mem, bool), int(n),
-                                     np.asarray(ei, np.int64), np.asarray(ej, np.int64), levels, pairs, triplets)]
+    return [proposal_rows.cut_combinations(np.asarray(merges, np.int64), mem, int(n), np.asarray(ei, np.int64),
+                                  np.asarray(ej, np.int64), levels, pairs, triplets)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -269,16 +271,26 @@ def _fill_holes(
 
     A superpixel outside proposal p is a hole when no path of superpixels outside p links it to a
     superpixel touching the image border. Reachability runs on bits packed over proposals,
-    spread from the border superpixels (compiled: ``proposal_kernels.fill_holes``).
+    spread from the border superpixels (``proposal_rows.fill_holes``, on packed rows: the
+    generator calls it so).
     """
-    return kernels.fill_holes(np.ascontiguousarray(props, bool), np.asarray(border, bool),
-                              np.asarray(ei, np.int64), np.asarray(ej, np.int64))
+    n = props.shape[1]
+    filled = proposal_rows.fill_holes(_pack(props), n, np.asarray(border, bool), np.asarray(ei, np.int64),
+                             np.asarray(ej, np.int64))
+    return np.unpackbits(filled.view(np.uint8), axis=1, count=n, bitorder="little").astype(bool)
+
+
+def _pack(props: np.ndarray) -> np.ndarray:
+    """(P, n) bool -> (P, ceil(n / 64)) uint64, bit r of word r >> 6 set when props[:, r]."""
+    packed = np.packbits(np.asarray(props, bool), axis=1, bitorder="little")
+    padded = np.zeros((len(packed), -(-packed.shape[1] // 8) * 8), np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    return padded.view("<u8").astype(np.uint64)
 
 
 def _unique_rows(props: np.ndarray) -> np.ndarray:
-    """Drop exact duplicate and empty rows of a (P, n) bool matrix (first occurrence order)."""
-    props = np.ascontiguousarray(props, bool)
-    return props[kernels.first_unique_rows(props)]
+    """Drop exact duplicate and empty rows of packed rows (first occurrence order)."""
+    return props[proposal_rows.first_unique_rows(props)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -340,8 +352,8 @@ def generate_proposals(
         # and each start region is connected
         cb = np.zeros(m, bool)
         cb[lab[border]] = True
-        coarse = _unique_rows(_fill_holes(_unique_rows(np.concatenate(coarse)), cb, g[0], g[1]))
-        blocks.append(kernels.expand_rows(coarse, lab, n, columns))  # start regions -> superpixels
+        coarse = _unique_rows(proposal_rows.fill_holes(_unique_rows(np.concatenate(coarse)), m, cb, g[0], g[1]))
+        blocks.append(proposal_rows.expand_rows(coarse, lab, n, columns))    # start regions -> superpixels
     return sp, _unique_rows_of_blocks(blocks, n)
 
 
@@ -358,8 +370,8 @@ def _unique_rows_of_blocks(blocks: list, n: int) -> sps.csr_matrix:
     indptr = np.concatenate([blocks[0][0][:1]] + [ptr[1:] + off for (ptr, _, _), off in zip(blocks, offsets)])
     indices = np.concatenate([ind for _, ind, _ in blocks])
     sums = np.concatenate([h for _, _, h in blocks])
-    keep = kernels.first_unique_csr_rows(indptr, indices, sums)
-    indptr, indices = kernels.take_rows(indptr, indices, keep)
+    keep = proposal_rows.first_unique_csr_rows(indptr, indices, sums)
+    indptr, indices = proposal_rows.take_rows(indptr, indices, keep)
     return sps.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(keep), n))
 
 
@@ -369,10 +381,10 @@ def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
     Rows are grouped by (length, two sums of fixed random weights of their columns): equal rows
     always share a group. A row is dropped only if its column list equals that of the last kept
     row of its group, so no distinct row is ever dropped (a hash collision could at worst let a
-    duplicate survive). Compiled: ``proposal_kernels.first_unique_csr_rows``.
+    duplicate survive). Compiled: ``proposal_rows.first_unique_csr_rows``.
     """
     M = M.tocsr()
     M.sum_duplicates()
     M.sort_indices()
-    sums = kernels.row_weight_sums(M.indptr, M.indices, _row_weights(M.shape[1]))
-    return M[kernels.first_unique_csr_rows(M.indptr, M.indices, sums)]
+    sums = proposal_rows.row_weight_sums(M.indptr, M.indices, _row_weights(M.shape[1]))
+    return M[proposal_rows.first_unique_csr_rows(M.indptr, M.indices, sums)]
