@@ -105,6 +105,30 @@ def _fill_term(size_r, y0, x0, y1, x1, size_o, v0, u0, v1, u1, wf, area):
 
 
 @njit(cache=True)
+def _drop_stale(key, ha, hc, count, alive):
+    """Heap entries of pairs with a merged node dropped, the rest heapified (sifted down from the
+    last parent); returns the new count. Pops of pairs of alive nodes come out as before."""
+    kept = 0
+    for i in range(count):
+        if alive[ha[i]] and alive[hc[i]]:
+            key[kept], ha[kept], hc[kept] = key[i], ha[i], hc[i]
+            kept += 1
+    for top in range(kept // 2 - 1, -1, -1):
+        k, a, c = key[top], ha[top], hc[top]
+        i = top
+        while 2 * i + 1 < kept:
+            child = 2 * i + 1
+            if child + 1 < kept and _before(key[child + 1], ha[child + 1], hc[child + 1], key[child], ha[child], hc[child]):
+                child += 1
+            if not _before(key[child], ha[child], hc[child], k, a, c):
+                break
+            key[i], ha[i], hc[i] = key[child], ha[child], hc[child]
+            i = child
+        key[i], ha[i], hc[i] = k, a, c
+    return kept
+
+
+@njit(cache=True)
 def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hist, terms, weights,
                  alive, mark, pend):
     """The merge loop from ``state`` (merges done, heap entries, list entries, pending pairs)
@@ -119,7 +143,7 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
     is a Python number: the product is float32); ``weights`` (wb, ws, wf, area).
     """
     wb, ws, wf, area = weights[0], weights[1], weights[2], weights[3]
-    k, count, m, todo = state[0], state[1], state[2], state[3]
+    k, count, m, todo, live = state[0], state[1], state[2], state[3], state[4]
     buf = np.empty(hist.shape[1] + 1, np.float32)
     while True:
         # score the pending pairs (the similarity as _merge_hierarchy's numpy code made it)
@@ -162,11 +186,15 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
                 key[c], ha[c], hc[c] = key[(c - 1) // 2], ha[(c - 1) // 2], hc[(c - 1) // 2]
                 c = (c - 1) // 2
             key[c], ha[c], hc[c] = -s, r, x
+        live += todo
         todo = 0
         if k == n - 1 or count + n > len(key) or m + 2 * n > len(nbr):
-            state[0], state[1], state[2], state[3] = k, count, m, 0
+            state[0], state[1], state[2], state[3], state[4] = k, count, m, 0, live
             return
-        # pop entries until one joins two alive nodes: sift down
+        if count > 2 * live + 64:           # mostly pairs of merged nodes: drop them
+            count = _drop_stale(key, ha, hc, count, alive)
+        # pop entries until one joins two alive nodes (the hole left at the top goes down to
+        # a leaf, the last entry comes up into it: fewer comparisons than sifting it down)
         while True:
             if count == 0:
                 raise IndexError("index out of range")   # what heapq.heappop says
@@ -179,10 +207,11 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
                 if child + 1 < count and _before(key[child + 1], ha[child + 1], hc[child + 1],
                                                  key[child], ha[child], hc[child]):
                     child += 1
-                if not _before(key[child], ha[child], hc[child], last_k, last_a, last_c):
-                    break
                 key[i], ha[i], hc[i] = key[child], ha[child], hc[child]
                 i = child
+            while i > 0 and _before(last_k, last_a, last_c, key[(i - 1) // 2], ha[(i - 1) // 2], hc[(i - 1) // 2]):
+                key[i], ha[i], hc[i] = key[(i - 1) // 2], ha[(i - 1) // 2], hc[(i - 1) // 2]
+                i = (i - 1) // 2
             key[i], ha[i], hc[i] = last_k, last_a, last_c
             if alive[a] and alive[c]:
                 break
@@ -194,6 +223,7 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
             while p >= 0:
                 x = nbr[p]
                 if alive[x] and x != other:
+                    live -= 1                            # the pair (here, x) is gone
                     if mark[x, 0] == a:                  # a neighbour of both
                         pend[mark[x, 1], 2] += es[p]
                         pend[mark[x, 1], 3] += el[p]
@@ -202,6 +232,7 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
                         pend[todo, 0], pend[todo, 1], pend[todo, 2], pend[todo, 3] = r, x, es[p], el[p]
                         todo += 1
                 p = nxt[p]
+        live -= 1                                        # the pair (a, c)
         alive[a] = alive[c] = False
         alive[r] = True
         node[r, 0] = node[a, 0] + node[c, 0]
@@ -570,7 +601,7 @@ def merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, hist0, terms, wb, ws, wf
     alive[:n] = True
     mark = np.full((N, 2), -1, np.int64)
     merges = np.empty((n - 1, 2), np.int64)
-    state = np.array([0, 0, 2 * E, E])
+    state = np.array([0, 0, 2 * E, E, 0])        # merges, heap entries, list entries, pending, live pairs
     weights = np.array([wb, ws, wf, area])
     while True:
         _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hist, terms, weights,
