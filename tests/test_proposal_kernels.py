@@ -1,4 +1,4 @@
-"""The compiled proposal generator (``proposal_kernels``, ``proposal_rows``) against the numpy /
+"""The compiled proposal generator (``proposal_merge``, ``proposal_pixels``, ``proposal_rows``) against the numpy /
 Python one it replaced (``proposals_reference.py``): the same superpixels and the same
 membership, row for row, on small images, with ties, plateaus and unusual parameters."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sps
 from skimage.segmentation import watershed
 
-from pseudolabel.algorithms import proposal_kernels, proposals
+from pseudolabel.algorithms import proposal_merge, proposals
 from pseudolabel.algorithms.proposal_params import ProposalParams
 
 from . import proposals_reference as reference
@@ -107,7 +107,7 @@ def test_float32_sums_are_numpys():
     rng = np.random.default_rng(2)
     for n in list(range(0, 140)) + [255, 256, 300, 1000, 3001]:
         x = (rng.random(n) ** 3).astype(np.float32)
-        assert np.float32(proposal_kernels._pairwise_sum32(x, 0, n)) == x.sum()
+        assert np.float32(proposal_merge._pairwise_sum32(x, 0, n)) == x.sum()
 
 
 def test_histogram_weights_multiply_in_numpys_precision():

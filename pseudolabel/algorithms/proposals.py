@@ -1,4 +1,4 @@
-"""MCG-style segment proposals in pure Python (numpy / scipy / scikit-image / OpenCV).
+"""MCG-style segment proposals (numpy / scipy / scikit-image / OpenCV, loops compiled with numba).
 
 Boundary strength comes from multi-scale colour gradients, or from a learned edge detector's
 map when the caller passes one (``generate_proposals(..., edges)``). The output is the compact
@@ -11,7 +11,8 @@ Conventions
 * ``sp``: ``(H, W) int32`` finest-partition labels ``0 .. n-1``, every value used.
 * ``M``: ``(P, n)`` CSR bool; row ``p`` is proposal ``p`` as a set of superpixels.
 * Region ids inside a hierarchy: leaves ``0 .. n-1`` are superpixels, merge ``k`` creates node
-  ``n + k``; nodes are described by ``(n_nodes, n)`` bool membership rows.
+  ``n + k``; nodes are described by membership rows packed 64 regions to a uint64 word
+  (``(n_nodes, ceil(n / 64))``, bit ``r & 63`` of word ``r >> 6``: region ``r``).
 
 Pipeline of :func:`generate_proposals`
 --------------------------------------
@@ -38,6 +39,12 @@ Pipeline of :func:`generate_proposals`
    proposal's complement is a union of start regions, each connected), before the proposals are
    expanded to superpixels as sparse rows; duplicates across start partitions are dropped on the
    sparse rows.
+
+The loops run compiled: ``proposal_pixels`` (watershed, adjacency, small regions, region
+statistics, gradient magnitude), ``proposal_merge`` (start partitions, merge hierarchies),
+``proposal_rows`` (packed rows: nodes, pairs and triplets, holes, duplicates, expansion to
+superpixels). Each gives, to the bit, what the numpy / Python code it replaced gave
+(``tests/proposals_reference.py`` keeps that code; ``tests/test_proposal_kernels.py`` compares).
 """
 
 from __future__ import annotations
@@ -50,8 +57,7 @@ import scipy.sparse as sps
 from scipy import ndimage as ndi
 from skimage.morphology import local_minima
 
-from . import proposal_kernels as kernels
-from . import proposal_rows
+from . import proposal_merge, proposal_pixels, proposal_rows
 from .proposal_params import ProposalParams
 
 # -----------------------------------------------------------------------------------------------
@@ -95,7 +101,7 @@ def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
     use = np.array([w != 0 for w in lab_weights], bool)
     acc = np.zeros((H, W), np.float32)
     for s, (gx, gy) in zip(params.scales, gradients):
-        mag = kernels.gradient_magnitude(gx, gy, use)
+        mag = proposal_pixels.gradient_magnitude(gx, gy, use)
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
     return _normalised(acc, params)
 
@@ -127,27 +133,27 @@ def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
 
     Returns ``(ei, ej, bsum, blen)``: unique pairs ``ei < ej`` and, per pair, the summed boundary
     strength (max of the two pixels across each crossing) and the number of crossings.
-    Compiled: ``proposal_kernels.adjacency``.
+    Compiled: ``proposal_pixels.adjacency``.
     """
-    return kernels.adjacency(np.ascontiguousarray(sp), np.ascontiguousarray(bnd), int(n))
+    return proposal_pixels.adjacency(np.ascontiguousarray(sp), np.ascontiguousarray(bnd), int(n))
 
 
 def _watershed(image: np.ndarray) -> np.ndarray:
     """scikit-image's ``watershed(image)`` (markers: the local minima, 4-connected), compiled:
     (H, W) int32 labels 1..L, every one used (a marker keeps its own label). By steepest
-    descent where that decides every pixel (``proposal_kernels.watershed_by_descent``), else
-    by its own priority flooding, step for step (``proposal_kernels.watershed_flood``)."""
+    descent where that decides every pixel (``proposal_pixels.watershed_by_descent``), else
+    by its own priority flooding, step for step (``proposal_pixels.watershed_flood``)."""
     minima = local_minima(image, connectivity=1)
     markers = ndi.label(minima, structure=ndi.generate_binary_structure(2, 1))[0].astype(np.int32)
     if np.isfinite(image).all():
-        labels = kernels.watershed_by_descent(image, markers)
+        labels = proposal_pixels.watershed_by_descent(image, markers)
         if labels is not None:
             return labels
     output = np.pad(markers, 1)
     mask = np.pad(np.ones(image.shape, bool), 1)
     W = output.shape[1]
-    kernels.watershed_flood(np.pad(image.astype(np.float64), 1).ravel(), output.ravel(), mask.ravel(),
-                            np.array([-W, -1, 1, W], np.int64))
+    proposal_pixels.watershed_flood(np.pad(image.astype(np.float64), 1).ravel(), output.ravel(), mask.ravel(),
+                                    np.array([-W, -1, 1, W], np.int64))
     return output[1:-1, 1:-1]
 
 
@@ -156,7 +162,7 @@ def _finest_partition(bnd: np.ndarray, params: ProposalParams) -> np.ndarray:
     (unless the image is smaller)."""
     smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma) if params.watershed_sigma > 0 else bnd
     sp = _watershed(smooth) - np.int32(1)       # labels 0..n-1, every one used
-    return kernels.merge_small_regions(sp, np.ascontiguousarray(bnd), int(params.min_region_size))
+    return proposal_pixels.merge_small_regions(sp, np.ascontiguousarray(bnd), int(params.min_region_size))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -174,13 +180,13 @@ def _region_features(image_rgb: np.ndarray, sp: np.ndarray, n: int, params: Prop
     """Per-region size (n,), bounding box (n, 4) as (y0, x0, y1, x1) half-open, and histograms
     {'lab', 'hsv', 'texture'} each (n, d) float32: Lab and HSV codes (``colour_bins`` per
     channel) and a texture code (gradient orientation (8 bins) x 2 magnitude levels, plus one
-    "flat" code), counted in one pass (``proposal_kernels.region_stats``)."""
+    "flat" code), counted in one pass (``proposal_pixels.region_stats``)."""
     lab = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2Lab)
     hsv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2HSV)  # H in 0..179
     grey = cv2.GaussianBlur(lab[..., 0].astype(np.float32), (0, 0), 1.0)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
-    size, box, lab_n, hsv_n, tex_n = kernels.region_stats(
+    size, box, lab_n, hsv_n, tex_n = proposal_pixels.region_stats(
         np.ascontiguousarray(sp), int(n), lab, hsv, np.hypot(gx, gy), np.arctan2(gy, gx), int(params.colour_bins))
     return size, box, {"lab": _histograms(lab_n), "hsv": _histograms(hsv_n), "texture": _histograms(tex_n)}
 
@@ -193,9 +199,9 @@ def _graph_segmentation(n, ei, ej, bmean, size, k) -> np.ndarray:
     """Felzenszwalb-Huttenlocher segmentation of the region graph: (n,) leaf -> start-region
     labels 0..m-1. Edges are taken by increasing mean boundary; two components merge when the
     edge is no stronger than either's internal maximum plus ``k / size`` (pixels). Compiled:
-    ``proposal_kernels.graph_segmentation``."""
-    return kernels.graph_segmentation(int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64),
-                                      np.asarray(bmean, np.float64), np.asarray(size, np.float64), float(k))
+    ``proposal_merge.graph_segmentation``."""
+    return proposal_merge.graph_segmentation(int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64),
+                                             np.asarray(bmean, np.float64), np.asarray(size, np.float64), float(k))
 
 
 def _contract(lab, m, ei, ej, bsum, blen, size, box, feats):
@@ -219,7 +225,7 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     """Greedy merging of the most similar adjacent pair until one region is left.
 
     Returns merges ``(n-1, 2)`` int64: merge ``k`` joins nodes ``merges[k]`` into node ``n+k``.
-    The loop is compiled (``proposal_kernels.merge_hierarchy``); this gathers its inputs. A
+    The loop is compiled (``proposal_merge.merge_hierarchy``); this gathers its inputs. A
     histogram's weight multiplies its float32 intersection in the precision numpy gives the
     product (float32 for a Python number: ``terms[:, 3]``).
     """
@@ -229,7 +235,7 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     first = np.cumsum([0] + [h.shape[1] for _, h in hists])
     terms = np.array([(first[t], h.shape[1], w, (w * np.ones(1, np.float32)).dtype == np.float32)
                       for t, (w, h) in enumerate(hists)], np.float64).reshape(-1, 4)
-    return kernels.merge_hierarchy(
+    return proposal_merge.merge_hierarchy(
         int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64), np.asarray(bsum, np.float64),
         np.asarray(blen, np.float64), np.asarray(size0, np.float64), np.ascontiguousarray(box0, np.float64),
         np.ascontiguousarray(hist), terms, float(wb), float(ws), float(wf), float(area))
@@ -256,7 +262,7 @@ def _cut_combinations(merges, mem, n, ei, ej, levels_pairs, levels_triplets) -> 
     pairs = np.array([K in levels_pairs for K in levels.tolist()], bool)
     triplets = np.array([K in levels_triplets for K in levels.tolist()], bool)
     return [proposal_rows.cut_combinations(np.asarray(merges, np.int64), mem, int(n), np.asarray(ei, np.int64),
-                                  np.asarray(ej, np.int64), levels, pairs, triplets)]
+                                           np.asarray(ej, np.int64), levels, pairs, triplets)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ def _fill_holes(
     """
     n = props.shape[1]
     filled = proposal_rows.fill_holes(_pack(props), n, np.asarray(border, bool), np.asarray(ei, np.int64),
-                             np.asarray(ej, np.int64))
+                                      np.asarray(ej, np.int64))
     return np.unpackbits(filled.view(np.uint8), axis=1, count=n, bitorder="little").astype(bool)
 
 
