@@ -1,4 +1,4 @@
-"""MCG-style segment proposals in pure Python (numpy / scipy / scikit-image / OpenCV).
+"""MCG-style segment proposals (numpy / scipy / scikit-image / OpenCV, loops compiled with numba).
 
 Boundary strength comes from multi-scale colour gradients, or from a learned edge detector's
 map when the caller passes one (``generate_proposals(..., edges)``). The output is the compact
@@ -11,7 +11,8 @@ Conventions
 * ``sp``: ``(H, W) int32`` finest-partition labels ``0 .. n-1``, every value used.
 * ``M``: ``(P, n)`` CSR bool; row ``p`` is proposal ``p`` as a set of superpixels.
 * Region ids inside a hierarchy: leaves ``0 .. n-1`` are superpixels, merge ``k`` creates node
-  ``n + k``; nodes are described by ``(n_nodes, n)`` bool membership rows.
+  ``n + k``; nodes are described by membership rows packed 64 regions to a uint64 word
+  (``(n_nodes, ceil(n / 64))``, bit ``r & 63`` of word ``r >> 6``: region ``r``).
 
 Pipeline of :func:`generate_proposals`
 --------------------------------------
@@ -38,19 +39,25 @@ Pipeline of :func:`generate_proposals`
    proposal's complement is a union of start regions, each connected), before the proposals are
    expanded to superpixels as sparse rows; duplicates across start partitions are dropped on the
    sparse rows.
+
+The loops run compiled: ``proposal_pixels`` (watershed, adjacency, small regions, region
+statistics, gradient magnitude), ``proposal_merge`` (start partitions, merge hierarchies),
+``proposal_rows`` (packed rows: nodes, pairs and triplets, holes, duplicates, expansion to
+superpixels). Each gives, to the bit, what the numpy / Python code it replaced gave
+(``tests/proposals_reference.py`` keeps that code; ``tests/test_proposal_kernels.py`` compares).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 
 import cv2
 import numpy as np
 import scipy.sparse as sps
-from scipy.sparse.csgraph import connected_components
-from skimage.segmentation import watershed
+from scipy import ndimage as ndi
+from skimage.morphology import local_minima
 
+from . import proposal_merge, proposal_pixels, proposal_rows
 from .proposal_params import ProposalParams
 
 # -----------------------------------------------------------------------------------------------
@@ -62,27 +69,50 @@ def _float_lab(image_rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
 
 
-def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
-                  lab_weights: tuple[float, ...] | None = None, lab: np.ndarray | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
-    gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
-    divided by its ``boundary_percentile``-th percentile and clipped. ``lab``: the image's
-    :func:`_float_lab`, when the caller has it (several maps share one conversion)."""
-    lab_weights = params.lab_weights if lab_weights is None else lab_weights
-    H, W = image_rgb.shape[:2]
-    lab = _float_lab(image_rgb) if lab is None else lab
+def _lab_gradients(lab: np.ndarray, lab_weights: tuple[float, ...], params: ProposalParams) -> list:
+    """Per scale of ``params.scales``, the (gx, gy) Sobel gradients, (h, w, 3) float32 each, of
+    the smoothed float Lab image with its channels weighted by ``lab_weights``."""
+    H, W = lab.shape[:2]
     if tuple(lab_weights) != (1.0, 1.0, 1.0):
         lab = lab * np.array(lab_weights, np.float32)
-    acc = np.zeros((H, W), np.float32)
+    out = []
     for s in params.scales:
         size = (max(1, round(W * s)), max(1, round(H * s)))
         x = lab if s == 1.0 else cv2.resize(lab, size, interpolation=cv2.INTER_AREA)
         x = cv2.GaussianBlur(x, (0, 0), params.gradient_sigma)
-        gx = cv2.Sobel(x, cv2.CV_32F, 1, 0)
-        gy = cv2.Sobel(x, cv2.CV_32F, 0, 1)
-        mag = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+        out.append((cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)))
+    return out
+
+
+def _boundary_map(image_rgb: np.ndarray, params: ProposalParams,
+                  lab_weights: tuple[float, ...] | None = None, lab: np.ndarray | None = None,
+                  gradients: list | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 boundary strength in [0, 1]: the multi-scale Lab
+    gradient magnitude (channels weighted by ``lab_weights``, default ``params.lab_weights``)
+    divided by its ``boundary_percentile``-th percentile and clipped. ``lab``: the image's
+    :func:`_float_lab`, when the caller has it (several maps share one conversion).
+    ``gradients``: :func:`_lab_gradients` of weights that equal ``lab_weights`` on each channel
+    ``lab_weights`` does not zero (maps share them: OpenCV filters each channel on its own, and
+    a zeroed channel adds nothing)."""
+    lab_weights = params.lab_weights if lab_weights is None else lab_weights
+    H, W = image_rgb.shape[:2]
+    if gradients is None:
+        gradients = _lab_gradients(_float_lab(image_rgb) if lab is None else lab, lab_weights, params)
+    use = np.array([w != 0 for w in lab_weights], bool)
+    acc = np.zeros((H, W), np.float32)
+    for s, (gx, gy) in zip(params.scales, gradients):
+        mag = proposal_pixels.gradient_magnitude(gx, gy, use)
         acc += mag if s == 1.0 else cv2.resize(mag, (W, H), interpolation=cv2.INTER_LINEAR)
     return _normalised(acc, params)
+
+
+def _shared_gradients(known: dict, lab_weights: tuple[float, ...]):
+    """Gradients in ``known`` ({weights: :func:`_lab_gradients`}) that a map of ``lab_weights``
+    can use (see :func:`_boundary_map`), or None."""
+    for weights, gradients in known.items():
+        if all(w == 0 or w == v for w, v in zip(lab_weights, weights)):
+            return gradients
+    return None
 
 
 def _normalised(strength: np.ndarray, params: ProposalParams, thinned: bool = False) -> np.ndarray:
@@ -103,101 +133,62 @@ def _adjacency(sp: np.ndarray, bnd: np.ndarray, n: int):
 
     Returns ``(ei, ej, bsum, blen)``: unique pairs ``ei < ej`` and, per pair, the summed boundary
     strength (max of the two pixels across each crossing) and the number of crossings.
+    Compiled: ``proposal_pixels.adjacency``.
     """
-    pairs = []
-    for a, b, wa, wb in (
-        (sp[:, :-1], sp[:, 1:], bnd[:, :-1], bnd[:, 1:]),
-        (sp[:-1], sp[1:], bnd[:-1], bnd[1:]),
-    ):
-        cut = a != b
-        pairs.append((a[cut], b[cut], np.maximum(wa[cut], wb[cut])))
-    i = np.concatenate([p[0] for p in pairs]).astype(np.int64)
-    j = np.concatenate([p[1] for p in pairs]).astype(np.int64)
-    w = np.concatenate([p[2] for p in pairs]).astype(np.float64)
-    key = np.minimum(i, j) * n + np.maximum(i, j)
-    uniq, inv = np.unique(key, return_inverse=True)
-    return uniq // n, uniq % n, np.bincount(inv, w), np.bincount(inv).astype(np.float64)
+    return proposal_pixels.adjacency(np.ascontiguousarray(sp), np.ascontiguousarray(bnd), int(n))
 
 
-def _relabel(sp: np.ndarray) -> np.ndarray:
-    """Map the labels of ``sp`` onto ``0 .. n-1`` (every value used), int32."""
-    return np.unique(sp, return_inverse=True)[1].reshape(sp.shape).astype(np.int32)
+def _watershed(image: np.ndarray) -> np.ndarray:
+    """scikit-image's ``watershed(image)`` (markers: the local minima, 4-connected), compiled:
+    (H, W) int32 labels 1..L, every one used (a marker keeps its own label). By steepest
+    descent where that decides every pixel (``proposal_pixels.watershed_by_descent``), else
+    by its own priority flooding, step for step (``proposal_pixels.watershed_flood``)."""
+    minima = local_minima(image, connectivity=1)
+    markers = ndi.label(minima, structure=ndi.generate_binary_structure(2, 1))[0].astype(np.int32)
+    if np.isfinite(image).all():
+        labels = proposal_pixels.watershed_by_descent(image, markers)
+        if labels is not None:
+            return labels
+    output = np.pad(markers, 1)
+    mask = np.pad(np.ones(image.shape, bool), 1)
+    W = output.shape[1]
+    proposal_pixels.watershed_flood(np.pad(image.astype(np.float64), 1).ravel(), output.ravel(), mask.ravel(),
+                                    np.array([-W, -1, 1, W], np.int64))
+    return output[1:-1, 1:-1]
 
 
 def _finest_partition(bnd: np.ndarray, params: ProposalParams) -> np.ndarray:
     """(H, W) boundary map -> (H, W) int32 superpixel map; every region >= min_region_size px
     (unless the image is smaller)."""
     smooth = cv2.GaussianBlur(bnd, (0, 0), params.watershed_sigma) if params.watershed_sigma > 0 else bnd
-    sp = _relabel(watershed(smooth))
-    while True:
-        n = int(sp.max()) + 1
-        size = np.bincount(sp.ravel(), minlength=n)
-        small = size < params.min_region_size
-        if n == 1 or not small.any():
-            return sp
-        ei, ej, bsum, blen = _adjacency(sp, bnd, n)
-        # each small region points to its neighbour across the weakest mean boundary
-        src = np.concatenate([ei, ej])
-        dst = np.concatenate([ej, ei])
-        mean = np.concatenate([bsum / blen] * 2)
-        keep = small[src]
-        src, dst, mean = src[keep], dst[keep], mean[keep]
-        order = np.lexsort((dst, mean, src))
-        first = np.r_[True, src[order][1:] != src[order][:-1]]
-        src, dst = src[order][first], dst[order][first]
-        g = sps.coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-        sp = connected_components(g, directed=False)[1].astype(np.int32)[sp]
+    sp = _watershed(smooth) - np.int32(1)       # labels 0..n-1, every one used
+    return proposal_pixels.merge_small_regions(sp, np.ascontiguousarray(bnd), int(params.min_region_size))
 
 
 # -----------------------------------------------------------------------------------------------
 # 3: region features
 
 
-def _histograms(codes: np.ndarray, sp: np.ndarray, n: int, n_codes: int) -> np.ndarray:
-    """(H, W, C) int codes in [0, n_codes) -> (n, C * n_codes) float32 per-region histograms,
-    L1-normalised over all C channels together."""
-    flat = sp.ravel().astype(np.int64) * n_codes
-    hs = [
-        np.bincount(flat + codes[..., c].ravel(), minlength=n * n_codes).reshape(n, n_codes)
-        for c in range(codes.shape[2])
-    ]
-    h = np.concatenate(hs, axis=1).astype(np.float32)
+def _histograms(counts: np.ndarray) -> np.ndarray:
+    """(n, d) int code counts -> (n, d) float32 per-region histograms, L1-normalised over all
+    channels together."""
+    h = counts.astype(np.float32)
     return h / h.sum(axis=1, keepdims=True)
 
 
 def _region_features(image_rgb: np.ndarray, sp: np.ndarray, n: int, params: ProposalParams):
     """Per-region size (n,), bounding box (n, 4) as (y0, x0, y1, x1) half-open, and histograms
-    {'lab', 'hsv', 'texture'} each (n, d) float32."""
-    H, W = sp.shape
-    flat = sp.ravel()
-    size = np.bincount(flat, minlength=n).astype(np.float64)
-    ys, xs = np.divmod(np.arange(H * W), W)
-    box = np.empty((n, 4))
-    for k, (v, red) in enumerate(((ys, np.minimum), (xs, np.minimum))):
-        lo = np.full(n, np.inf)
-        red.at(lo, flat, v)
-        hi = np.full(n, -np.inf)
-        np.maximum.at(hi, flat, v)
-        box[:, k], box[:, k + 2] = lo, hi + 1
-    b = params.colour_bins
+    {'lab', 'hsv', 'texture'} each (n, d) float32: Lab and HSV codes (``colour_bins`` per
+    channel) and a texture code (gradient orientation (8 bins) x 2 magnitude levels, plus one
+    "flat" code), counted in one pass (``proposal_pixels.region_stats``)."""
     lab = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2Lab)
     hsv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2HSV)  # H in 0..179
-    lab_codes = (lab.astype(np.int64) * b) >> 8
-    hsv_codes = (hsv.astype(np.int64) * b) >> 8
-    hsv_codes[..., 0] = hsv[..., 0].astype(np.int64) * b // 180
-    # texture: gradient orientation (8 bins) x 2 magnitude levels, plus one "flat" code
     grey = cv2.GaussianBlur(lab[..., 0].astype(np.float32), (0, 0), 1.0)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
-    mag = np.hypot(gx, gy)
-    ori = ((np.arctan2(gy, gx) + np.pi) * (8 / (2 * np.pi))).astype(np.int64) % 8
-    tex = np.where(mag < 8, 16, ori + 8 * (mag >= 32))[..., None]
-    feats = {
-        "lab": _histograms(lab_codes, sp, n, b),
-        "hsv": _histograms(hsv_codes, sp, n, b),
-        "texture": _histograms(tex, sp, n, 17),
-    }
-    return size, box, feats
+    size, box, lab_n, hsv_n, tex_n = proposal_pixels.region_stats(
+        np.ascontiguousarray(sp), int(n), lab, hsv, np.hypot(gx, gy), np.arctan2(gy, gx), int(params.colour_bins))
+    return size, box, {"lab": _histograms(lab_n), "hsv": _histograms(hsv_n), "texture": _histograms(tex_n)}
 
 
 # -----------------------------------------------------------------------------------------------
@@ -207,30 +198,10 @@ def _region_features(image_rgb: np.ndarray, sp: np.ndarray, n: int, params: Prop
 def _graph_segmentation(n, ei, ej, bmean, size, k) -> np.ndarray:
     """Felzenszwalb-Huttenlocher segmentation of the region graph: (n,) leaf -> start-region
     labels 0..m-1. Edges are taken by increasing mean boundary; two components merge when the
-    edge is no stronger than either's internal maximum plus ``k / size`` (pixels)."""
-    parent = list(range(n))
-    inner = [0.0] * n
-    sz = size.tolist()
-    for e in np.argsort(bmean, kind="stable").tolist():
-        a, c = ei[e], ej[e]
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        w = bmean[e]
-        if a != c and w <= min(inner[a] + k / sz[a], inner[c] + k / sz[c]):
-            parent[c] = a
-            sz[a] += sz[c]
-            inner[a] = max(inner[a], inner[c], w)
-    roots = np.array([parent[i] for i in range(n)])
-    while True:
-        nxt = roots[roots]
-        if (nxt == roots).all():
-            break
-        roots = nxt
-    return np.unique(roots, return_inverse=True)[1]
+    edge is no stronger than either's internal maximum plus ``k / size`` (pixels). Compiled:
+    ``proposal_merge.graph_segmentation``."""
+    return proposal_merge.graph_segmentation(int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64),
+                                             np.asarray(bmean, np.float64), np.asarray(size, np.float64), float(k))
 
 
 def _contract(lab, m, ei, ej, bsum, blen, size, box, feats):
@@ -254,87 +225,26 @@ def _merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, feats, weights, area) -
     """Greedy merging of the most similar adjacent pair until one region is left.
 
     Returns merges ``(n-1, 2)`` int64: merge ``k`` joins nodes ``merges[k]`` into node ``n+k``.
+    The loop is compiled (``proposal_merge.merge_hierarchy``); this gathers its inputs. A
+    histogram's weight multiplies its float32 intersection in the precision numpy gives the
+    product (float32 for a Python number: ``terms[:, 3]``).
     """
     wb, wl, wh, wt, ws, wf = weights
-    hist_w = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
-    N = 2 * n - 1
-    size = np.empty(N)
-    size[:n] = size0
-    box = np.empty((N, 4))
-    box[:n] = box0
-    hists = []
-    for w, h in hist_w:
-        full = np.empty((N, h.shape[1]), np.float32)
-        full[:n] = h
-        hists.append((w, full))
-
-    def sim(r, others, bmean):
-        """Similarity of node ``r`` (int or array) with ``others`` (array); higher merges first."""
-        s = wb * (1.0 - bmean) + ws * (1.0 - (size[r] + size[others]) / area)
-        for w, h in hists:
-            s = s + w * np.minimum(h[r], h[others]).sum(axis=-1)
-        if wf:
-            lo = np.minimum(box[r, :2], box[others, :2])
-            hi = np.maximum(box[r, 2:], box[others, 2:])
-            bb = (hi - lo).prod(axis=-1)
-            s = s + wf * (1.0 - (bb - size[r] - size[others]) / area)
-        return s
-
-    adj = [dict() for _ in range(n)]
-    for a, c, s, l in zip(ei.tolist(), ej.tolist(), bsum.tolist(), blen.tolist()):
-        adj[a][c] = adj[c][a] = (s, l)
-    s0 = sim(ei, ej, bsum / blen)
-    heap = list(zip((-s0).tolist(), ei.tolist(), ej.tolist()))
-    heapq.heapify(heap)
-    alive = [True] * n + [False] * (n - 1)
-    merges = np.empty((n - 1, 2), np.int64)
-    for k in range(n - 1):
-        while True:
-            _, a, c = heapq.heappop(heap)
-            if alive[a] and alive[c]:
-                break
-        r = n + k
-        merges[k] = a, c
-        alive[a] = alive[c] = False
-        alive[r] = True
-        size[r] = size[a] + size[c]
-        box[r, :2] = np.minimum(box[a, :2], box[c, :2])
-        box[r, 2:] = np.maximum(box[a, 2:], box[c, 2:])
-        fa, fc = size[a] / size[r], size[c] / size[r]
-        for _, h in hists:
-            h[r] = fa * h[a] + fc * h[c]
-        new = {x: e for x, e in adj[a].items() if x != c}
-        for x, e in adj[c].items():
-            if x == a:
-                continue
-            if x in new:
-                f = new[x]
-                new[x] = (f[0] + e[0], f[1] + e[1])
-            else:
-                new[x] = e
-        for x, e in new.items():
-            d = adj[x]
-            d.pop(a, None)
-            d.pop(c, None)
-            d[r] = e
-        adj.append(new)
-        adj[a] = adj[c] = None
-        if new:
-            nb = list(new.keys())
-            e = np.array(list(new.values()))
-            sv = sim(r, np.array(nb), e[:, 0] / e[:, 1])
-            for item in zip((-sv).tolist(), [r] * len(nb), nb):
-                heapq.heappush(heap, item)
-    return merges
+    hists = [(w, feats[name]) for w, name in ((wl, "lab"), (wh, "hsv"), (wt, "texture")) if w]
+    hist = np.concatenate([np.zeros((n, 0), np.float32)] + [np.asarray(h, np.float32) for _, h in hists], axis=1)
+    first = np.cumsum([0] + [h.shape[1] for _, h in hists])
+    terms = np.array([(first[t], h.shape[1], w, (w * np.ones(1, np.float32)).dtype == np.float32)
+                      for t, (w, h) in enumerate(hists)], np.float64).reshape(-1, 4)
+    return proposal_merge.merge_hierarchy(
+        int(n), np.asarray(ei, np.int64), np.asarray(ej, np.int64), np.asarray(bsum, np.float64),
+        np.asarray(blen, np.float64), np.asarray(size0, np.float64), np.ascontiguousarray(box0, np.float64),
+        np.ascontiguousarray(hist), terms, float(wb), float(ws), float(wf), float(area))
 
 
 def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
-    """(n-1, 2) merges -> (2n-1, n) bool membership of every hierarchy node."""
-    mem = np.zeros((2 * n - 1, n), bool)
-    mem[np.arange(n), np.arange(n)] = True
-    for k, (a, c) in enumerate(merges):
-        np.logical_or(mem[a], mem[c], out=mem[n + k])
-    return mem
+    """(n-1, 2) merges -> (2n-1, W) membership of every hierarchy node, packed (bit r of word
+    r >> 6: region r, ``proposal_rows``)."""
+    return proposal_rows.node_members(np.asarray(merges, np.int64), int(n))
 
 
 # -----------------------------------------------------------------------------------------------
@@ -344,38 +254,15 @@ def _node_members(merges: np.ndarray, n: int) -> np.ndarray:
 def _cut_combinations(merges, mem, n, ei, ej, levels_pairs, levels_triplets) -> list[np.ndarray]:
     """Adjacent pairs / connected triplets of the regions alive when K regions are left.
 
-    Returns a list of (m, n) bool membership blocks.
+    Returns a list of packed membership blocks (one: ``proposal_rows.cut_combinations``): per
+    level K ascending, pairs ordered by their first then second region, triplets by centre then
+    the two neighbours, regions by node id.
     """
-    out = []
-    for K in sorted(set(levels_pairs) | set(levels_triplets)):
-        if K >= n or K < 2:
-            continue
-        done = n - K  # merges applied
-        born = np.r_[np.full(n, -1), np.arange(n - 1)]
-        died = np.full(2 * n - 1, n - 1)
-        died[merges[:, 0]] = died[merges[:, 1]] = np.arange(n - 1)
-        nodes = np.nonzero((born < done) & (died >= done))[0]  # K alive nodes
-        leaf_to = np.empty(n, np.int64)
-        leaf_to[np.nonzero(mem[nodes])[1]] = np.repeat(np.arange(K), mem[nodes].sum(axis=1))
-        u, v = leaf_to[ei], leaf_to[ej]
-        keep = u != v
-        A = sps.coo_matrix((np.ones(keep.sum()), (u[keep], v[keep])), shape=(K, K))
-        A = ((A + A.T) > 0).tocsr()
-        rows = mem[nodes]
-        if K in levels_pairs:
-            pu, pv = sps.triu(A, k=1).nonzero()
-            out.append(rows[pu] | rows[pv])
-        if K in levels_triplets:
-            # every CSR entry (centre y, neighbour x) is paired with every neighbour z of y
-            centre = np.repeat(np.arange(K), np.diff(A.indptr))
-            reps = np.diff(A.indptr)[centre]
-            y = np.repeat(centre, reps)
-            x = np.repeat(A.indices, reps)
-            within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-            z = A.indices[np.repeat(A.indptr[centre], reps) + within]
-            sel = x < z
-            out.append(rows[x[sel]] | rows[y[sel]] | rows[z[sel]])
-    return out
+    levels = np.array([K for K in sorted(set(levels_pairs) | set(levels_triplets)) if 2 <= K < n], np.int64)
+    pairs = np.array([K in levels_pairs for K in levels.tolist()], bool)
+    triplets = np.array([K in levels_triplets for K in levels.tolist()], bool)
+    return [proposal_rows.cut_combinations(np.asarray(merges, np.int64), mem, int(n), np.asarray(ei, np.int64),
+                                           np.asarray(ej, np.int64), levels, pairs, triplets)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -389,44 +276,27 @@ def _fill_holes(
     regions touching the image border (superpixels or start regions, whichever ``props`` uses).
 
     A superpixel outside proposal p is a hole when no path of superpixels outside p links it to a
-    superpixel touching the image border. Reachability runs on bits packed over proposals
-    (``(n, ceil(P/64))`` uint64), by alternating forward / backward Gauss-Seidel sweeps over the
-    superpixel graph until nothing changes.
+    superpixel touching the image border. Reachability runs on bits packed over proposals,
+    spread from the border superpixels (``proposal_rows.fill_holes``, on packed rows: the
+    generator calls it so).
     """
-    P, n = props.shape
-    pad = (-P) % 64
-    outside = np.packbits(~np.r_[props, np.ones((pad, n), bool)].T, axis=1)
-    outside = np.ascontiguousarray(outside).view(np.uint64)  # (n, words)
-    reach = np.where(border[:, None], outside, np.uint64(0))
-    A = sps.coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(n, n))
-    A = (A + A.T).tocsr()
-    nbrs = [A.indices[A.indptr[v]:A.indptr[v + 1]] for v in range(n)]
-    inner = np.nonzero(~border)[0]
-    changed = True
-    sweep = 0
-    while changed:
-        changed = False
-        seq = inner if sweep % 2 == 0 else inner[::-1]
-        for v in seq:
-            got = np.bitwise_or.reduce(reach[nbrs[v]], axis=0) & outside[v]
-            new = got | reach[v]
-            if (new != reach[v]).any():
-                reach[v] = new
-                changed = True
-        sweep += 1
-    holes = outside & ~reach
-    holes = np.unpackbits(holes.view(np.uint8), axis=1)[:, :P].T.astype(bool)
-    return props | holes
+    n = props.shape[1]
+    filled = proposal_rows.fill_holes(_pack(props), n, np.asarray(border, bool), np.asarray(ei, np.int64),
+                                      np.asarray(ej, np.int64))
+    return np.unpackbits(filled.view(np.uint8), axis=1, count=n, bitorder="little").astype(bool)
+
+
+def _pack(props: np.ndarray) -> np.ndarray:
+    """(P, n) bool -> (P, ceil(n / 64)) uint64, bit r of word r >> 6 set when props[:, r]."""
+    packed = np.packbits(np.asarray(props, bool), axis=1, bitorder="little")
+    padded = np.zeros((len(packed), -(-packed.shape[1] // 8) * 8), np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    return padded.view("<u8").astype(np.uint64)
 
 
 def _unique_rows(props: np.ndarray) -> np.ndarray:
-    """Drop exact duplicate and empty rows of a (P, n) bool matrix (first occurrence order)."""
-    packed = np.packbits(props, axis=1)
-    packed = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
-    _, first = np.unique(packed, return_index=True)
-    first = np.sort(first)
-    first = first[props[first].any(axis=1)]
-    return props[first]
+    """Drop exact duplicate and empty rows of packed rows (first occurrence order)."""
+    return props[proposal_rows.first_unique_rows(props)]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -450,21 +320,29 @@ def generate_proposals(
     """
     image_rgb = np.ascontiguousarray(image_rgb, dtype=np.uint8)
     lab = _float_lab(image_rgb)                             # one conversion for every boundary map
-    bnd = _boundary_map(image_rgb, params, lab=lab) if edges is None else _normalised(edges, params, thinned=True)
+    known = {}                                              # gradients of each weighting made
+    if edges is None:
+        known[tuple(params.lab_weights)] = _lab_gradients(lab, params.lab_weights, params)
+        bnd = _boundary_map(image_rgb, params, gradients=known[tuple(params.lab_weights)])
+    else:
+        bnd = _normalised(edges, params, thinned=True)
     sp = _finest_partition(bnd, params)
     n = int(sp.max()) + 1
     if n == 1:
         return sp, sps.csr_matrix(np.ones((1, 1), bool))
     size, box, feats = _region_features(image_rgb, sp, n, params)
-    blocks = [sps.identity(n, dtype=bool, format="csr")]
+    columns = _row_weights(n)
+    blocks = [(np.arange(n + 1), np.arange(n, dtype=np.int32), columns)]      # the superpixels
     border = np.zeros(n, bool)
     border[np.unique(np.r_[sp[0], sp[-1], sp[:, 0], sp[:, -1]])] = True
     graphs = [_adjacency(sp, bnd, n)]
-    for weights in params.extra_maps:
-        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, tuple(weights), lab=lab), n))
+    for weights in map(tuple, params.extra_maps):
+        gradients = _shared_gradients(known, weights)
+        if gradients is None:
+            gradients = known[weights] = _lab_gradients(lab, weights, params)
+        graphs.append(_adjacency(sp, _boundary_map(image_rgb, params, weights, gradients=gradients), n))
     for (ei, ej, bsum, blen), k in itertools.product(graphs, params.start_k):
-        bmean = (bsum / blen).tolist()
-        lab = _graph_segmentation(n, ei.tolist(), ej.tolist(), bmean, size, k)
+        lab = _graph_segmentation(n, ei, ej, bsum / blen, size, k)
         m = int(lab.max()) + 1
         if m < 2:
             continue
@@ -480,10 +358,27 @@ def generate_proposals(
         # and each start region is connected
         cb = np.zeros(m, bool)
         cb[lab[border]] = True
-        coarse = _unique_rows(_fill_holes(_unique_rows(np.concatenate(coarse)), cb, g[0], g[1]))
-        to_sp = sps.csr_matrix((np.ones(n, bool), (lab, np.arange(n))), shape=(m, n))
-        blocks.append((sps.csr_matrix(coarse) @ to_sp).astype(bool))  # start regions -> superpixels
-    return sp, _unique_sparse_rows(sps.vstack(blocks, format="csr"))
+        coarse = _unique_rows(proposal_rows.fill_holes(_unique_rows(np.concatenate(coarse)), m, cb, g[0], g[1]))
+        blocks.append(proposal_rows.expand_rows(coarse, lab, n, columns))    # start regions -> superpixels
+    return sp, _unique_rows_of_blocks(blocks, n)
+
+
+def _row_weights(n: int) -> np.ndarray:
+    """(n, 2) float64 fixed random weights of the columns: a row's two sums of them group it with
+    the rows that may equal it (:func:`_unique_sparse_rows`)."""
+    return np.random.default_rng(0).random((n, 2))
+
+
+def _unique_rows_of_blocks(blocks: list, n: int) -> sps.csr_matrix:
+    """Blocks of canonical CSR rows ``(indptr, indices, row_weight_sums)``, stacked, their exact
+    duplicates dropped (first occurrence kept, order kept) as :func:`_unique_sparse_rows` does."""
+    offsets = np.cumsum([0] + [ptr[-1] for ptr, _, _ in blocks])
+    indptr = np.concatenate([blocks[0][0][:1]] + [ptr[1:] + off for (ptr, _, _), off in zip(blocks, offsets)])
+    indices = np.concatenate([ind for _, ind, _ in blocks])
+    sums = np.concatenate([h for _, _, h in blocks])
+    keep = proposal_rows.first_unique_csr_rows(indptr, indices, sums)
+    indptr, indices = proposal_rows.take_rows(indptr, indices, keep)
+    return sps.csr_matrix((np.ones(len(indices), bool), indices, indptr), shape=(len(keep), n))
 
 
 def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
@@ -492,26 +387,10 @@ def _unique_sparse_rows(M: sps.csr_matrix) -> sps.csr_matrix:
     Rows are grouped by (length, two sums of fixed random weights of their columns): equal rows
     always share a group. A row is dropped only if its column list equals that of the last kept
     row of its group, so no distinct row is ever dropped (a hash collision could at worst let a
-    duplicate survive).
+    duplicate survive). Compiled: ``proposal_rows.first_unique_csr_rows``.
     """
     M = M.tocsr()
     M.sum_duplicates()
     M.sort_indices()
-    P, n = M.shape
-    rng = np.random.default_rng(0)
-    h = M.astype(np.float64) @ rng.random((n, 2))
-    nnz = np.diff(M.indptr)
-    order = np.lexsort((np.arange(P), h[:, 1], h[:, 0], nnz))
-    key = np.c_[nnz[order], h[order]]
-    same = np.r_[False, (key[1:] == key[:-1]).all(axis=1)]
-    keep = np.ones(P, bool)
-    leader = order[0]
-    ind, ptr = M.indices, M.indptr
-    for pos in range(P):
-        r = order[pos]
-        if same[pos] and np.array_equal(ind[ptr[r]:ptr[r + 1]], ind[ptr[leader]:ptr[leader + 1]]):
-            keep[r] = False
-        else:
-            leader = r
-    keep &= nnz > 0
-    return M[np.nonzero(keep)[0]]
+    sums = proposal_rows.row_weight_sums(M.indptr, M.indices, _row_weights(M.shape[1]))
+    return M[proposal_rows.first_unique_csr_rows(M.indptr, M.indices, sums)]

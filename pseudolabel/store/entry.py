@@ -276,11 +276,14 @@ def pack_membership(membership) -> np.ndarray:
     order: most significant bit first) set when superpixel j is in proposal p. Proposals are unions
     of many superpixels, so bits compress far better than CSR indices (0.12 against 9.4 MiB per
     coco128-voc-dev image)."""
+    import scipy.sparse as sparse
     P, n = membership.shape
-    dense = np.zeros((P, n), dtype=bool)
+    if not n:
+        return np.zeros((P, 0), np.uint8)
     m = membership.tocsr()
-    dense[np.repeat(np.arange(P), np.diff(m.indptr)), m.indices] = True
-    return np.packbits(dense, axis=1) if n else np.zeros((P, 0), np.uint8)
+    nnz = int(m.indptr[-1])
+    stored = sparse.csr_matrix((np.ones(nnz, bool), m.indices[:nnz], m.indptr), shape=(P, n))
+    return np.packbits(stored.toarray(), axis=1)     # every stored entry a bit, as scipy scatters it
 
 
 def unpack_membership(bits: np.ndarray, n: int):
