@@ -341,31 +341,96 @@ _quadratic_logs_compiled = _compile(_quadratic_logs)
 _maxflow_compiled = _compile(_maxflow)
 
 
+def _arcs(p, q, cap, free):
+    """The arrays of :class:`Graph` from pairs p[k] - q[k] of capacity cap[k] > 0 on n nodes of
+    which the ``free`` ones stay: ``first``, ``head``, ``sister`` and ``cap`` of the arcs between
+    free nodes (renumbered in order; pair k is an arc and its reverse, each next in its tail's run
+    of arcs), ``border`` (n,): each free node's capacity to nodes that are not, ``inflow`` (n,):
+    each node's capacity to all."""
+    n = len(free)
+    index = np.cumsum(free) - 1
+    nodes = index[-1] + 1 if n else 0
+    first = np.zeros(nodes + 1, np.int64)
+    border = np.zeros(n, np.int64)
+    inflow = np.zeros(n, np.int64)
+    for k in range(len(p)):
+        inflow[p[k]] += cap[k]
+        inflow[q[k]] += cap[k]
+        if free[p[k]] and free[q[k]]:
+            first[index[p[k]] + 1] += 1
+            first[index[q[k]] + 1] += 1
+        elif free[p[k]]:
+            border[p[k]] += cap[k]
+        elif free[q[k]]:
+            border[q[k]] += cap[k]
+    for v in range(nodes):
+        first[v + 1] += first[v]
+    head = np.empty(first[nodes], np.int64)
+    sister = np.empty(first[nodes], np.int64)
+    arc_cap = np.empty(first[nodes], np.int64)
+    pos = first[:-1].copy()
+    for k in range(len(p)):
+        if not (free[p[k]] and free[q[k]]):
+            continue
+        u, v = index[p[k]], index[q[k]]
+        a = pos[u]
+        pos[u] += 1
+        b = pos[v]                                # after a: a loop p = q has two arcs
+        pos[v] += 1
+        head[a], head[b] = v, u
+        sister[a], sister[b] = b, a
+        arc_cap[a], arc_cap[b] = cap[k], cap[k]
+    return first, head, sister, arc_cap, border, inflow
+
+
+def _arcs_numpy(p, q, cap, free):
+    """:func:`_arcs` by numpy (without numba): the same arrays but for the order of each node's arcs."""
+    n = len(free)
+    index = np.cumsum(free) - 1
+    inflow = np.bincount(p, cap, n).astype(np.int64) + np.bincount(q, cap, n).astype(np.int64)
+    free_p, free_q = free[p], free[q]
+    border = (np.bincount(p[free_p & ~free_q], cap[free_p & ~free_q], n)
+              + np.bincount(q[free_q & ~free_p], cap[free_q & ~free_p], n)).astype(np.int64)
+    both = free_p & free_q
+    p, q, cap = index[p[both]], index[q[both]], cap[both]
+    m = len(p)
+    tail = np.concatenate([p, q])                                     # arc k's reverse is k + m
+    order = np.argsort(tail, kind="stable")
+    rank = np.empty(2 * m, np.int64)
+    rank[order] = np.arange(2 * m)
+    first = np.concatenate([[0], np.cumsum(np.bincount(tail, minlength=int(free.sum())))]).astype(np.int64)
+    return (first, np.concatenate([q, p])[order], rank[(order + m) % max(2 * m, 1)],
+            np.concatenate([cap, cap])[order], border, inflow)
+
+
+_arcs_compiled = _compile(_arcs)
+
+
 class Graph:
     """The pairwise part of a min-cut graph, as arcs: built once per window, then cut with
     terminal capacities that change every iteration (GrabCut's unary terms) while the pairs do
     not. ``pairs``: ``[(p, q, w)]`` of :func:`pairwise_weights` (or any symmetric pairs);
-    capacities ``round(w * SCALE)``, clipped to int32 as scipy takes them."""
+    capacities ``round(w * SCALE)``, clipped to int32 as scipy takes them.
 
-    def __init__(self, n: int, pairs):
+    ``sink_side``: (n,) bool, nodes the caller ties to T by more sink capacity than everything
+    that can flow into them (their source capacity and pairs; GrabCut's pixels outside the
+    rectangle, :data:`BIG`), so that every minimum cut leaves them on the sink side: they are
+    left out and their pairs become sink capacity of the other end. Same minimum cuts on the
+    other nodes, a third of the nodes in a GrabCut window; :meth:`cut` checks the promise."""
+
+    def __init__(self, n: int, pairs, sink_side: np.ndarray | None = None):
         p = np.concatenate([np.asarray(a, np.int64) for a, _, _ in pairs]) if pairs else np.zeros(0, np.int64)
         q = np.concatenate([np.asarray(b, np.int64) for _, b, _ in pairs]) if pairs else np.zeros(0, np.int64)
         w = np.concatenate([np.round(np.asarray(c, np.float64) * SCALE) for _, _, c in pairs]) if pairs else np.zeros(0)
         cap = np.clip(w, 0, 2 ** 31 - 1).astype(np.int64)
         keep = cap > 0
-        p, q, cap = p[keep], q[keep], cap[keep]
-        m = len(p)
-        tail = np.concatenate([p, q])                                 # arc k and its reverse k + m
-        order = np.argsort(tail, kind="stable")                       # grouped by the node they leave
-        rank = np.empty(2 * m, np.int64)
-        rank[order] = np.arange(2 * m)
         self.n = n
-        self.first = np.concatenate([[0], np.cumsum(np.bincount(tail, minlength=n))]).astype(np.int64)
-        self.tail = tail[order]
-        self.head = np.concatenate([q, p])[order]
-        self.sister = rank[(order + m) % (2 * m)] if m else np.zeros(0, np.int64)
-        self.cap = np.concatenate([cap, cap])[order]
+        self.free = np.ones(n, bool) if sink_side is None else ~np.asarray(sink_side, bool)
+        build = _arcs_compiled if _arcs_compiled is not None else _arcs_numpy
+        self.first, self.head, self.sister, self.cap, self.border, inflow = build(p[keep], q[keep], cap[keep], self.free)
+        self.inflow = inflow[~self.free]
         self.rcap = self.cap.copy()                                   # the last cut's flow
+
     def cut(self, source_caps: np.ndarray, sink_caps: np.ndarray) -> np.ndarray:
         """(n,) bool: the source side (the smallest) of the minimum cut with terminal capacities
         ``source_caps`` (S -> p) and ``sink_caps`` (p -> T), rounded energies. Starts from the
@@ -373,19 +438,28 @@ class Graph:
         changed little)."""
         source = np.clip(source_caps, 0, 2 ** 31 - 1).astype(np.int64)
         sink = np.clip(sink_caps, 0, 2 ** 31 - 1).astype(np.int64)
+        if not (sink[~self.free] > source[~self.free] + self.inflow).all():
+            raise ValueError("a node of sink_side can be cut from the sink: its sink capacity is too small")
+        sink = sink + self.border
+        side = np.zeros(self.n, bool)
         if _maxflow_compiled is not None:
-            return _maxflow_compiled(self.first, self.head, self.sister, self.cap, self.rcap, source, sink)
-        return self._cut_scipy(source, sink)
+            side[self.free] = _maxflow_compiled(self.first, self.head, self.sister, self.cap, self.rcap,
+                                                source[self.free], sink[self.free])
+        else:
+            side[self.free] = self._cut_scipy(source[self.free], sink[self.free])
+        return side
 
     def _cut_scipy(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
+        """:meth:`cut` by scipy's Dinic (without numba): the same source side, cold each time."""
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-        n = self.n
+        n = len(source)
         s, t = n, n + 1
-        rows = np.concatenate([np.full(n, s), np.arange(n), self.tail])
+        tail = np.repeat(np.arange(n), np.diff(self.first))
+        rows = np.concatenate([np.full(n, s), np.arange(n), tail])
         cols = np.concatenate([np.arange(n), np.full(n, t), self.head])
-        caps = np.concatenate([source, sink, self.cap]).astype(np.int32)
+        caps = np.clip(np.concatenate([source, sink, self.cap]), 0, 2 ** 31 - 1).astype(np.int32)
         keep = caps > 0
         graph = csr_matrix((caps[keep], (rows[keep], cols[keep])), shape=(n + 2, n + 2))
         flow = maximum_flow(graph, s, t, method="dinic").flow
@@ -417,20 +491,26 @@ def grabcut_edges(window: np.ndarray, edges: np.ndarray, rect: tuple[int, int, i
     inside[ry:ry + rh, rx:rx + rw] = True
     inside = inside.ravel()
     alpha = inside.copy()
-    graph = Graph(h * w, pairwise_weights(edges, gamma))           # only the terminal links change
+    pairs = pairwise_weights(edges, gamma)
+    tied = 8 * np.round(gamma * SCALE) < BIG                         # no pair can cut an outside pixel from T
+    graph = Graph(h * w, pairs, ~inside if tied else None)          # only the terminal links change
     comp = np.zeros(h * w, np.int64)
     comp[alpha] = _kmeans(x[alpha], seed)
     comp[~alpha] = _kmeans(x[~alpha], seed + 1)
+    x_inside = x[inside]                                              # the pixels the cut decides
     for _ in range(iterations):
-        fg, bg = _fit(x[alpha], comp[alpha]), _fit(x[~alpha], comp[~alpha])
-        comp[alpha] = _component_logs(x[alpha], fg).argmax(1)         # assign, then learn (OpenCV's order)
-        comp[~alpha] = _component_logs(x[~alpha], bg).argmax(1)
-        fg, bg = _fit(x[alpha], comp[alpha]), _fit(x[~alpha], comp[~alpha])
-        cost_bg = -_loglik(x, bg) * SCALE                            # paid when p is labelled background
-        cost_fg = -_loglik(x, fg) * SCALE
+        x_fg, x_bg = x[alpha], x[~alpha]
+        fg, bg = _fit(x_fg, comp[alpha]), _fit(x_bg, comp[~alpha])
+        comp[alpha] = _component_logs(x_fg, fg).argmax(1)             # assign, then learn (OpenCV's order)
+        comp[~alpha] = _component_logs(x_bg, bg).argmax(1)
+        fg, bg = _fit(x_fg, comp[alpha]), _fit(x_bg, comp[~alpha])
+        cost_bg = -_loglik(x_inside, bg) * SCALE                     # paid when p is labelled background
+        cost_fg = -_loglik(x_inside, fg) * SCALE
         base = np.minimum(cost_bg, cost_fg)
-        source = np.where(inside, np.round(cost_bg - base), 0)        # S side = foreground
-        sink = np.where(inside, np.round(cost_fg - base), BIG)
+        source = np.zeros(h * w)                                      # S side = foreground
+        source[inside] = np.round(cost_bg - base)
+        sink = np.full(h * w, float(BIG))                             # outside: background
+        sink[inside] = np.round(cost_fg - base)
         alpha = graph.cut(source, sink) & inside
         if not alpha.any() or alpha.all():
             break
