@@ -149,13 +149,13 @@ def _maxflow(first, head, sister, cap, rcap, source, sink):
     for p in range(n):
         for a in range(first[p], first[p + 1]):
             tr[p] -= cap[a] - rcap[a]
-    parent = np.full(n, FREE, np.int64)
+    parent = np.full(n, FREE, np.int32)
     sink = np.zeros(n, np.bool_)                  # the tree of a node with a parent: True = T's
-    ts = np.zeros(n, np.int64)                    # distance heuristic: when dist[p] was known right
-    dist = np.zeros(n, np.int64)                  # arcs to the terminal at time ts[p]
+    ts = np.zeros(n, np.int32)                    # distance heuristic: when dist[p] was known right
+    dist = np.zeros(n, np.int32)                  # arcs to the terminal at time ts[p]
     queued = np.zeros(n, np.bool_)
-    active = np.empty(n, np.int64)                # FIFO ring of active nodes, each at most once
-    orphans = np.empty(n, np.int64)               # FIFO of one augmentation's orphans (each once)
+    active = np.empty(n, np.int32)                # FIFO ring of active nodes, each at most once
+    orphans = np.empty(n, np.int32)               # FIFO of one augmentation's orphans (each once)
     a_head = 0
     a_len = 0
     for p in range(n):
@@ -350,7 +350,7 @@ def _arcs(p, q, cap, free):
     n = len(free)
     index = np.cumsum(free) - 1
     nodes = index[-1] + 1 if n else 0
-    first = np.zeros(nodes + 1, np.int64)
+    first = np.zeros(nodes + 1, np.int32)
     border = np.zeros(n, np.int64)
     inflow = np.zeros(n, np.int64)
     for k in range(len(p)):
@@ -365,8 +365,8 @@ def _arcs(p, q, cap, free):
             border[q[k]] += cap[k]
     for v in range(nodes):
         first[v + 1] += first[v]
-    head = np.empty(first[nodes], np.int64)
-    sister = np.empty(first[nodes], np.int64)
+    head = np.empty(first[nodes], np.int32)
+    sister = np.empty(first[nodes], np.int32)
     arc_cap = np.empty(first[nodes], np.int64)
     pos = first[:-1].copy()
     for k in range(len(p)):
