@@ -11,9 +11,14 @@ difference: ``w_pq = gamma / dist(p, q) * exp(-beta * max(E_p, E_q)^2)``, ``beta
 max(E_p, E_q)^2)`` over the window's pairs (the colour version uses ``||z_p - z_q||^2``), so a pair
 across a strong boundary is cheap to cut and a pair inside a region is not.
 
-The min cut is scipy's ``maximum_flow`` (Dinic; scipy is a dependency already, BSD licence): no
-GPL library (PyMaxflow) and no 30 MB solver suite (OR-Tools) for one max flow. Capacities are
-integers, the energies scaled by :data:`SCALE`. Deterministic for a seed (k-means is seeded).
+The min cut is Boykov and Kolmogorov's max flow (the algorithm cv2.grabCut runs), compiled by
+numba (BSD licence) when it is installed; without numba, scipy's ``maximum_flow`` (Dinic; a
+dependency already) finds the same cut, many times slower: no GPL library (PyMaxflow) and no 30 MB
+solver suite (OR-Tools) for one max flow. Both return the smallest source side of a minimum cut,
+which is the same for every maximum flow, so the masks do not depend on the solver. Capacities are
+integers, the energies scaled by :data:`SCALE`. Per window the graph is built once (only the
+terminal links change between iterations), pixels outside the rectangle are left out of it, and
+each cut starts from the previous cut's flow. Deterministic for a seed (k-means is seeded).
 """
 from __future__ import annotations
 
@@ -22,9 +27,20 @@ import numpy as np
 K = 5
 GAMMA = 50.0
 SCALE = 100.0
-"""Energies x SCALE, rounded: scipy's max flow takes integer capacities."""
+"""Energies x SCALE, rounded: the max flow works on integer capacities (exact, and scipy's
+takes nothing else)."""
 BIG = 10 ** 7
 """Capacity tying a pixel outside the rectangle to the background."""
+
+
+def _compile(kernel):
+    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run), or None
+    without numba: then the callers run numpy's and scipy's code for the same numbers, slower."""
+    try:
+        from numba import njit
+    except ImportError:
+        return None
+    return njit(cache=True, nogil=True)(kernel)
 
 
 def _fit(x: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -76,6 +92,9 @@ def _quadratic_logs(x, mean, inv, const, out):
             for j in range(c):
                 q += d[i] * inv[i, j] * d[j]
         out[n] = const - 0.5 * q
+
+
+_quadratic_logs_compiled = _compile(_quadratic_logs)
 
 
 def _loglik(x: np.ndarray, gmm) -> np.ndarray:
@@ -327,17 +346,6 @@ def _maxflow(first, head, sister, cap, rcap, source, sink):
     return reached
 
 
-def _compile(kernel):
-    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run), or None
-    without numba: then the callers run numpy's and scipy's code for the same numbers, slower."""
-    try:
-        from numba import njit
-    except ImportError:
-        return None
-    return njit(cache=True, nogil=True)(kernel)
-
-
-_quadratic_logs_compiled = _compile(_quadratic_logs)
 _maxflow_compiled = _compile(_maxflow)
 
 
