@@ -34,13 +34,17 @@ BIG = 10 ** 7
 
 
 def _compile(kernel):
-    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run), or None
-    without numba: then the callers run numpy's and scipy's code for the same numbers, slower."""
+    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run, when numba
+    finds a writable place), or None without numba: then the callers run numpy's and scipy's code
+    for the same numbers, slower."""
     try:
         from numba import njit
     except ImportError:
         return None
-    return njit(cache=True, nogil=True)(kernel)
+    try:
+        return njit(cache=True, nogil=True)(kernel)
+    except RuntimeError:                                  # numba: "cannot cache function ..."
+        return njit(nogil=True)(kernel)
 
 
 def _fit(x: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
