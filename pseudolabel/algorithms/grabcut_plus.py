@@ -163,10 +163,9 @@ def _maxflow(first, head, sister, cap, rcap, source, sink):
     minimum cuts (Kohli and Torr's reparametrisation, ICCV 2005).
 
     The reachable set is the same for every maximum flow (the smallest source side of a minimum
-    cut), so the result equals scipy's Dinic's, flow for flow, cold or warm: the solver and the
-    start only change the time.
-    Compiled by numba when it is installed (:data:`_maxflow_compiled`); else :func:`_cut` asks
-    scipy."""
+    cut), so the result equals scipy's Dinic's, cold or warm: the solver and the start only change
+    the time. Compiled by numba when it is installed (:data:`_maxflow_compiled`); else
+    :meth:`Graph.cut` asks scipy."""
     n = len(source)
     tr = source - sink
     for p in range(n):
@@ -428,7 +427,7 @@ class Graph:
     that can flow into them (their source capacity and pairs; GrabCut's pixels outside the
     rectangle, :data:`BIG`), so that every minimum cut leaves them on the sink side: they are
     left out and their pairs become sink capacity of the other end. Same minimum cuts on the
-    other nodes, a third of the nodes in a GrabCut window; :meth:`cut` checks the promise."""
+    other nodes, about a third of a GrabCut window's; :meth:`cut` checks the promise."""
 
     def __init__(self, n: int, pairs, sink_side: np.ndarray | None = None):
         p = np.concatenate([np.asarray(a, np.int64) for a, _, _ in pairs]) if pairs else np.zeros(0, np.int64)
@@ -471,6 +470,7 @@ class Graph:
         tail = np.repeat(np.arange(n), np.diff(self.first))
         rows = np.concatenate([np.full(n, s), np.arange(n), tail])
         cols = np.concatenate([np.arange(n), np.full(n, t), self.head])
+        # scipy takes int32 (GrabCut: a sink capacity this large, border added, never saturates)
         caps = np.clip(np.concatenate([source, sink, self.cap]), 0, 2 ** 31 - 1).astype(np.int32)
         keep = caps > 0
         graph = csr_matrix((caps[keep], (rows[keep], cols[keep])), shape=(n + 2, n + 2))
