@@ -49,6 +49,29 @@ def test_min_cut_is_exact_on_a_chain():
     assert min_cut(source, sink, pairs).tolist() == [True, False, False]
 
 
+def test_warm_cuts_without_the_tied_pixels_are_scipys_cuts(monkeypatch):
+    """The compiled max flow, started from the last cut's flow and with the pixels tied to T left
+    out of the graph, returns scipy's source side (the smallest): the masks do not depend on it."""
+    from pseudolabel.algorithms import grabcut_plus
+
+    rng = np.random.default_rng(0)
+    inside = np.zeros((14, 17), bool)
+    inside[3:11, 2:13] = True
+    inside = inside.ravel()
+    pairs = pairwise_weights(rng.random((14, 17)) ** 3)
+    fast = grabcut_plus.Graph(inside.size, pairs, ~inside)
+    for _ in range(3):                                                  # GrabCut's iterations
+        unary = rng.normal(4000, 20000, inside.size)
+        source = np.where(inside, np.round(np.maximum(unary, 0)), 0)
+        sink = np.where(inside, np.round(np.maximum(-unary, 0)), grabcut_plus.BIG)
+        cut = fast.cut(source, sink)
+        with monkeypatch.context() as m:                                # numpy and scipy only
+            m.setattr(grabcut_plus, "_maxflow_compiled", None)
+            m.setattr(grabcut_plus, "_arcs_compiled", None)
+            reference = grabcut_plus.Graph(inside.size, pairs).cut(source, sink)
+        assert 0 < cut.sum() < inside.sum() and (cut == reference).all() and not cut[~inside].any()
+
+
 def test_pairs_across_a_boundary_are_cheap():
     """One boundary column in a 20-column map (about a tenth of the pairs touch it, as in photos)."""
     edges = np.zeros((4, 20), np.float32)
