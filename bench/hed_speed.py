@@ -1,5 +1,5 @@
 """HED's speed and outputs, the plain reference pass (``HED.forward``, as the edges stage ran it
-before) against the fast pass (``HED.edges``) at each precision, interleaved photo by photo in one
+before) against the fast pass (``hed.fast_edges``) at each precision, interleaved photo by photo in one
 process so that a machine shared with other work slows all of them alike.
 
     python bench/hed_speed.py [--data-root DIR] [--images N] [--threads 1] [--variants float32,bfloat16]
@@ -34,7 +34,7 @@ def main() -> int:
     import torch
     from pseudolabel.catalog import load_image, open_dataset
     from pseudolabel.core.records import BadRecord
-    from pseudolabel.models.hed import load_hed, preprocess
+    from pseudolabel.models.hed import fast_edges, load_hed, preprocess
 
     torch.set_num_threads(args.threads)
     records = [r for r in open_dataset(args.data_root).records(args.split) if not isinstance(r, BadRecord)]
@@ -42,7 +42,7 @@ def main() -> int:
     model = load_hed()
     variants = {"reference": lambda x: model(x)}
     for name in args.variants.split(","):
-        variants[name] = (lambda p: lambda x: model.edges(x, p))(name)
+        variants[name] = (lambda p: lambda x: fast_edges(model, x, p))(name)
     cpu = {n: 0.0 for n in variants}
     wall = {n: 0.0 for n in variants}
     diff = {n: {"max_abs": 0.0, "mean_abs": 0.0, "uint8_changed_by_1": 0, "uint8_changed_by_more": 0}

@@ -1,4 +1,4 @@
-"""HED's fast pass (``HED.edges``) against the plain one, its bfloat16 precision, how ``auto``
+"""HED's fast pass (``hed.fast_edges``) against the plain one, its bfloat16 precision, how ``auto``
 resolves, and the edges stage recording the precision each image got."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_float32_fast_pass_equals_the_plain_one(model):
     with torch.inference_mode():
         x = torch.from_numpy(hed.preprocess(image))[None]
         plain = model(x)[0, 0].numpy()
-        both = model.edges(torch.cat([x, x.flip(-1)]))       # a batch of two: each as alone
+        both = hed.fast_edges(model, torch.cat([x, x.flip(-1)]))       # a batch of two: each as alone
     assert np.abs(hed.hed_edges(model, image) - plain).max() < 1e-4
     assert np.abs(both[0, 0].numpy() - plain).max() < 1e-4
     assert both.shape == (2, 1, *image.shape[:2])
@@ -73,13 +73,17 @@ def test_auto_resolves_by_device(monkeypatch):
         hed.resolve_precision("float16", "cpu")
 
 
-def test_edge_store_records_the_precision(invoke, voc_root, fake_weights):
-    from pseudolabel.store import EdgeStore
-    env = {"PSEUDOLABEL_DATA": str(voc_root)}
-    made = invoke("edges", "--split", "train", "--weights", fake_weights[0], "--precision", "float32", env=env)
-    assert made.exit_code == 0, made.output
-    store = EdgeStore(voc_root.parent / "cache" / "VOC2012" / "train" / "edges.h5")
-    assert store.meta["stage_revision"] == 2
-    assert store.image_attr(store.ids[0], "precision") == "float32"
-    bad = invoke("edges", "--split", "train", "--weights", fake_weights[0], "--precision", "half", env=env)
-    assert bad.exit_code != 0 and "--precision" in bad.output
+def test_the_stage_takes_the_precision_and_records_it(fake_weights):
+    from pseudolabel.core.config import OptionError, config_json
+    from pseudolabel.core.records import ImageRecord
+    from pseudolabel.stages import get_stage
+    stage = get_stage("edges")
+    assert stage.revision == 2                                # the same options give other maps than 1
+    assert "precision" not in config_json(stage.config_class())       # auto: older keys' JSON
+    with pytest.raises(OptionError, match="precision"):
+        stage.config_class(precision="half")
+    image = _photo((24, 30))
+    record = ImageRecord("x", "x.jpg", 30, 24, ())
+    result = stage.process_image(record, image, stage.config_class(weights=str(fake_weights[0]), precision="float32"))
+    assert result.attrs["precision"] == "float32" and result.edges.shape == (24, 30)
+    assert (result.thin <= result.edges + 1e-6).all()

@@ -63,5 +63,5 @@ STAGE = Stage(
     output="edges",
     check=check_weights,
     uses_device=True,
-    revision=2,            # 2: HED.edges (bfloat16 under auto on CPUs with AMX) instead of the plain pass
+    revision=2,            # 2: hed.fast_edges (bfloat16 under auto on CPUs with AMX) instead of the plain pass
 )
