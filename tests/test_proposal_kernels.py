@@ -124,3 +124,30 @@ def test_histogram_weights_multiply_in_numpys_precision():
         args = (3, ei, ej, ones, ones, np.ones(3), box, feats, (0.0, w, 0.0, 0.0, 0.0, 0.0), 3)
         assert reference.merge_hierarchy(*args)[0].tolist() == first
         assert proposals._merge_hierarchy(*args)[0].tolist() == first
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    """Where numba finds no writable place for its disk cache (a read-only install and no
+    writable home), njit(cache=True) raises at import: the kernels compile without the cache."""
+    from pseudolabel.algorithms import compiled
+
+    real = compiled._njit
+
+    def no_cache_place(*args, **options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return real(*args, **options)
+    monkeypatch.setattr(compiled, "_njit", no_cache_place)
+
+    @compiled.njit
+    def twice(a):
+        return 2 * a
+
+    assert twice(21) == 42
+    assert compiled.njit(lambda a: a + 1, nogil=True)(1) == 2
+
+    def other(*args, **options):
+        raise RuntimeError("something else")
+    monkeypatch.setattr(compiled, "_njit", other)
+    with pytest.raises(RuntimeError, match="something else"):
+        compiled.njit(lambda a: a)

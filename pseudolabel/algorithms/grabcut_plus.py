@@ -34,17 +34,14 @@ BIG = 10 ** 7
 
 
 def _compile(kernel):
-    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run, when numba
-    finds a writable place), or None without numba: then the callers run numpy's and scipy's code
-    for the same numbers, slower."""
+    """``kernel`` compiled by numba (BSD licence; cached on disk after the first run where numba
+    finds a writable place: :mod:`.compiled`), or None without numba: then the callers run
+    numpy's and scipy's code for the same numbers, slower."""
     try:
-        from numba import njit
+        from .compiled import njit
     except ImportError:
         return None
-    try:
-        return njit(cache=True, nogil=True)(kernel)
-    except RuntimeError:                                  # numba: "cannot cache function ..."
-        return njit(nogil=True)(kernel)
+    return njit(kernel, nogil=True)
 
 
 def _fit(x: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

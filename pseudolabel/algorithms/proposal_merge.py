@@ -15,7 +15,7 @@ merge loop is therefore written out in one function that never reassigns an arra
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .compiled import njit
 
 from .proposal_pixels import _find
 
@@ -23,7 +23,7 @@ from .proposal_pixels import _find
 # float32 sums as numpy makes them
 
 
-@njit(cache=True)
+@njit
 def _block_sum32(a, lo, n):
     """numpy's float32 sum of ``a[lo:lo + n]`` for ``n <= 128``: below 8 terms one running sum,
     else eight running sums combined as a tree, then the rest added."""
@@ -46,7 +46,7 @@ def _block_sum32(a, lo, n):
     return res
 
 
-@njit(cache=True)
+@njit
 def _pairwise_sum32(a, lo, n):
     """Sum of ``a[lo:lo + n]`` (float32) exactly as numpy's ``add.reduce`` makes it: blocks of
     up to 128 by :func:`_block_sum32`; a longer run is split in two at a multiple of 8 below
@@ -81,7 +81,7 @@ def _pairwise_sum32(a, lo, n):
 # start partitions
 
 
-@njit(cache=True)
+@njit
 def graph_segmentation(n, ei, ej, bmean, size, k):
     """``proposals._graph_segmentation``: edges by increasing ``bmean`` (stable), components
     joined (the second's root under the first's) when the edge is no stronger than either's
@@ -110,7 +110,7 @@ def graph_segmentation(n, ei, ej, bmean, size, k):
 # greedy merge hierarchy
 
 
-@njit(cache=True)
+@njit
 def _before(k1, a1, c1, k2, a2, c2):
     """Heap entry (k1, a1, c1) pops before (k2, a2, c2): Python's order of tuples."""
     if k1 != k2:
@@ -120,7 +120,7 @@ def _before(k1, a1, c1, k2, a2, c2):
     return c1 < c2
 
 
-@njit(cache=True)
+@njit
 def _grown(a, need):
     """``a`` (1-D) copied into an array of at least ``need`` entries (doubling)."""
     if need <= len(a):
@@ -130,7 +130,7 @@ def _grown(a, need):
     return out
 
 
-@njit(cache=True)
+@njit
 def _fill_term(size_r, y0, x0, y1, x1, size_o, v0, u0, v1, u1, wf, area):
     """The fill term of ``_merge_hierarchy``'s similarity for nodes of sizes ``size_r``,
     ``size_o`` and boxes (y0, x0, y1, x1), (v0, u0, v1, u1), float64 as numpy computed it."""
@@ -139,7 +139,7 @@ def _fill_term(size_r, y0, x0, y1, x1, size_o, v0, u0, v1, u1, wf, area):
     return wf * (1.0 - (dy * dx - size_r - size_o) / area)
 
 
-@njit(cache=True)
+@njit
 def _drop_stale(key, ha, hc, count, alive):
     """Heap entries of pairs with a merged node dropped, the rest heapified (sifted down from the
     last parent); returns the new count. Pops of pairs of alive nodes come out as before."""
@@ -163,7 +163,7 @@ def _drop_stale(key, ha, hc, count, alive):
     return kept
 
 
-@njit(cache=True)
+@njit
 def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hist, terms, weights,
                  alive, mark, pend):
     """The merge loop from ``state`` (merges done, heap entries, list entries, pending pairs)
@@ -285,7 +285,7 @@ def _merge_steps(n, state, merges, key, ha, hc, head, nbr, es, el, nxt, node, hi
         k += 1
 
 
-@njit(cache=True)
+@njit
 def merge_hierarchy(n, ei, ej, bsum, blen, size0, box0, hist0, terms, wb, ws, wf, area):
     """``proposals._merge_hierarchy``: the (n-1, 2) int64 merges. ``hist0`` (n, D) float32 and
     ``terms``: the weighted histograms side by side (see :func:`_merge_steps`)."""

@@ -10,13 +10,13 @@ code and ``tests/test_proposal_kernels.py`` compares the two. Compiled on first 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .compiled import njit
 
 # -----------------------------------------------------------------------------------------------
 # watershed
 
 
-@njit(cache=True)
+@njit
 def watershed_by_descent(image, markers):
     """:func:`watershed_flood`'s labels where they follow from the image alone, else None.
     ``image`` (H, W) finite, ``markers`` (H, W) int32: its local minima, labelled.
@@ -74,7 +74,7 @@ def watershed_by_descent(image, markers):
     return out
 
 
-@njit(cache=True)
+@njit
 def watershed_flood(image, output, mask, offsets):
     """scikit-image's (0.26) ``watershed_raveled`` without compactness or watershed lines,
     step for step: ``image`` (N,) float64 and ``output`` (N,) int32 (the markers; labelled in
@@ -109,7 +109,7 @@ def watershed_flood(image, output, mask, offsets):
             items += 1
 
 
-@njit(cache=True)
+@njit
 def _ws_smaller(value, age, i, j):
     """Heap entry i comes before entry j: lower value, then earlier push."""
     if value[i] != value[j]:
@@ -117,14 +117,14 @@ def _ws_smaller(value, age, i, j):
     return age[i] < age[j]
 
 
-@njit(cache=True)
+@njit
 def _ws_swap(value, age, index, i, j):
     value[i], value[j] = value[j], value[i]
     age[i], age[j] = age[j], age[i]
     index[i], index[j] = index[j], index[i]
 
 
-@njit(cache=True)
+@njit
 def _ws_sift_up(value, age, index, child):
     while child > 0:
         parent = (child + 1) // 2 - 1
@@ -134,7 +134,7 @@ def _ws_sift_up(value, age, index, child):
         child = parent
 
 
-@njit(cache=True)
+@njit
 def _ws_sift_down(value, age, index, items):
     i = 0
     while True:
@@ -156,7 +156,7 @@ def _ws_sift_down(value, age, index, items):
 # region adjacency and the finest partition
 
 
-@njit(cache=True)
+@njit
 def _fmax32(a, b):
     """``np.maximum`` of two floats (a NaN wins)."""
     if a != a or a >= b:
@@ -164,7 +164,7 @@ def _fmax32(a, b):
     return b
 
 
-@njit(cache=True)
+@njit
 def adjacency(sp, bnd, n):
     """``proposals._adjacency``: unique pairs ``ei < ej`` (ascending ``ei * n + ej``) of
     4-adjacent labels, the summed boundary strength (the larger of the two pixels, float64, added
@@ -206,7 +206,7 @@ def adjacency(sp, bnd, n):
     return uniq // n, uniq % n, bsum[:count][order], blen[:count][order]
 
 
-@njit(cache=True)
+@njit
 def _find(parent, v):
     """Union-find root of v, halving paths."""
     while parent[v] != v:
@@ -215,7 +215,7 @@ def _find(parent, v):
     return v
 
 
-@njit(cache=True)
+@njit
 def merge_small_regions(sp, bnd, min_size):
     """``proposals._finest_partition``'s loop: while regions below ``min_size`` pixels are
     left, each joins the neighbour across its weakest mean boundary (ties: the lower label),
@@ -258,7 +258,7 @@ def merge_small_regions(sp, bnd, min_size):
 # region features
 
 
-@njit(cache=True)
+@njit
 def region_stats(sp, n, lab, hsv, mag, ang, bins):
     """Per region of ``sp`` (H, W): pixel count (n,) float64, box (n, 4) float64 (y0, x0, y1, x1)
     half-open, and code counts (n, 3 * bins) int64 of Lab and of HSV (OpenCV 8-bit, H 0..179),
@@ -298,7 +298,7 @@ def region_stats(sp, n, lab, hsv, mag, ang, bins):
 # boundary maps
 
 
-@njit(cache=True)
+@njit
 def gradient_magnitude(gx, gy, use):
     """(H, W, 3) float32 gradients -> (H, W) float32 ``sqrt(sum over channels c with use[c] of
     gx² + gy²)``, float32 throughout, channels added in order from 0 as numpy's sum did (a

@@ -11,13 +11,13 @@ atomically at each step.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .compiled import njit
 
 _DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _ONE = np.uint64(1)
 
 
-@njit(cache=True)
+@njit
 def _low_bit_table():
     """(64,) table: ``table[(b * _DE_BRUIJN) >> 58]`` is the index of the one set bit of b."""
     table = np.empty(64, np.int64)
@@ -30,7 +30,7 @@ def _low_bit_table():
 # hierarchy nodes, pairs and triplets at cut levels
 
 
-@njit(cache=True)
+@njit
 def node_members(merges, n):
     """(n-1, 2) merges -> (2n-1, W) packed membership of every hierarchy node: leaf i is region
     i, merge k joins ``merges[k]`` into node n + k."""
@@ -44,7 +44,7 @@ def node_members(merges, n):
     return mem
 
 
-@njit(cache=True)
+@njit
 def _cut_graph(merges, mem, n, ei, ej, K, low_bit):
     """The K nodes alive after ``n - K`` merges (ascending ids) and their adjacency as a
     (K, K) bool matrix."""
@@ -70,7 +70,7 @@ def _cut_graph(merges, mem, n, ei, ej, K, low_bit):
     return nodes, adj
 
 
-@njit(cache=True)
+@njit
 def _combinations(adj, pairs, triplets):
     """(T, 3) region indices (x, y, z) of a (K, K) adjacency: adjacent pairs (x, y, y) by x then
     y, then connected triplets by centre y, then neighbours x < z (x, then z, ascending)."""
@@ -95,7 +95,7 @@ def _combinations(adj, pairs, triplets):
     return out
 
 
-@njit(cache=True)
+@njit
 def cut_combinations(merges, mem, n, ei, ej, levels, pairs, triplets):
     """``proposals._cut_combinations`` as one packed block: for each level K of ``levels``
     (ascending), the unions of adjacent pairs (``pairs[i]``) and of connected triplets
@@ -124,7 +124,7 @@ def cut_combinations(merges, mem, n, ei, ej, levels, pairs, triplets):
 # duplicate rows
 
 
-@njit(cache=True)
+@njit
 def first_unique_rows(rows):
     """Indices (ascending) of the first occurrence of each distinct non-empty packed row: rows
     hashed, equal hashes compared in full, so no distinct row is ever lost."""
@@ -168,7 +168,7 @@ def first_unique_rows(rows):
 # hole filling
 
 
-@njit(cache=True)
+@njit
 def _transpose64(a):
     """In place: ``a`` (64,) uint64 -> its anti-transpose, bit j of a[i] <- bit 63 - i of
     a[63 - j] (Hacker's Delight 7-3, extended to 64 bits)."""
@@ -185,7 +185,7 @@ def _transpose64(a):
         m ^= m << np.uint64(j)
 
 
-@njit(cache=True)
+@njit
 def _outside_bits(rows, n):
     """Packed rows (P, W) over n regions -> (n, ceil(P / 64)) uint64: bit p of region v set when
     v is outside row p (64 x 64 bit blocks transposed)."""
@@ -207,7 +207,7 @@ def _outside_bits(rows, n):
     return out
 
 
-@njit(cache=True)
+@njit
 def _csr_graph(n, ei, ej):
     """Undirected graph of the pairs (ei, ej) as CSR arrays (indptr, indices), both directions."""
     deg = np.zeros(n + 1, np.int64)
@@ -225,7 +225,7 @@ def _csr_graph(n, ei, ej):
     return indptr, indices
 
 
-@njit(cache=True)
+@njit
 def fill_holes(rows, n, border, ei, ej):
     """``proposals._fill_holes`` on packed rows over n regions: a new array where every row also
     holds the regions outside it that no path outside it links to a ``border`` region.
@@ -279,7 +279,7 @@ def fill_holes(rows, n, border, ei, ej):
 # start regions -> superpixels
 
 
-@njit(cache=True)
+@njit
 def expand_rows(rows, lab, n, weights):
     """Packed rows over start regions, ``lab`` (n,) superpixel -> region: the rows over
     superpixels as CSR (indptr int64, indices int32 ascending within rows), and per row the
@@ -340,7 +340,7 @@ def expand_rows(rows, lab, n, weights):
 # duplicate superpixel rows
 
 
-@njit(cache=True)
+@njit
 def row_weight_sums(indptr, indices, weights):
     """(P, 2) float64: per row of a canonical CSR matrix, the sums of ``weights`` (n, 2) over its
     columns, added in column order from 0 (as scipy's product ``M @ weights`` does)."""
@@ -355,7 +355,7 @@ def row_weight_sums(indptr, indices, weights):
     return h
 
 
-@njit(cache=True)
+@njit
 def first_unique_csr_rows(indptr, indices, h):
     """``proposals._unique_sparse_rows``'s choice, as it made it: indices (ascending) of the rows
     of a canonical CSR matrix (sorted indices, no duplicates) that it keeps.
@@ -397,7 +397,7 @@ def first_unique_csr_rows(indptr, indices, h):
     return keep[:kept]
 
 
-@njit(cache=True)
+@njit
 def _same_columns(indptr, indices, p, q):
     """Rows p and q of a canonical CSR matrix hold the same columns."""
     a, b, c = indptr[p], indptr[p + 1], indptr[q]
@@ -409,7 +409,7 @@ def _same_columns(indptr, indices, p, q):
     return True
 
 
-@njit(cache=True)
+@njit
 def take_rows(indptr, indices, rows):
     """Rows ``rows`` of a CSR matrix: (indptr int64, indices of the same dtype)."""
     out_ptr = np.zeros(len(rows) + 1, np.int64)
