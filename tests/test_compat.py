@@ -62,3 +62,25 @@ def test_stores_of_0_1_0_are_found_reused_and_read(tmp_path):
     before = images(summary.store)
     run("refine", None, ds, "train", cache, RunOptions(force=True), progress=False)
     assert images(summary.store) == before
+
+
+LATER_OPTIONS = {
+    ("edges", "precision"): "auto", ("grabcut", "pairwise"): "colour", ("grabcut", "colour_model"): "rgb",
+    ("grabcut", "init_from"): "", ("grabcut", "init_sure"): 0.9, ("grabcut", "init_probable"): 0.7,
+    ("grabcut", "hed_weights"): "", ("proposals", "edges_from"): "", ("proposals", "thin_edges"): False,
+    ("fuse", "rule"): "agree",
+}
+"""Options added after their stage's first stores (``option(since=...)``) and the default each is
+left out of the cache key at. Changing one of these defaults would make every store keyed
+without the option read as made with the new value (found when init_probable's default went from
+0.5 to 0.7 before it shipped: a benchmark cache served the 0.5 stores as 0.7 ones)."""
+
+
+def test_options_added_later_keep_the_default_their_stores_were_keyed_with():
+    import dataclasses
+    from pseudolabel.stages import _MODULES
+    found = {(name, f.name): f.default for name in _MODULES
+             for f in dataclasses.fields(get_stage(name).config_class) if f.metadata.get("since")}
+    assert found == LATER_OPTIONS, (
+        "an option added later changed its default (or one was added): stores keyed without it "
+        "would now claim the new value; keep the default, or raise the stage's revision")

@@ -202,7 +202,7 @@ def reference_grabcut(image_rgb: np.ndarray, box, seed: int = 0) -> np.ndarray:
 def grabcut_object(
     image_rgb: np.ndarray, box, params: GrabCutParams = GrabCutParams(), seed: int = 0,
     grey: bool | None = None, edges: np.ndarray | None = None, features: np.ndarray | None = None,
-    init: np.ndarray | None = None, init_sure: float = 0.9, init_probable: float = 0.5,
+    init: np.ndarray | None = None, init_sure: float = 0.9, init_probable: float = 0.7,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Foreground mask of one boxed object, with the guards that fired.
 

@@ -44,7 +44,9 @@ def option(default: Any, *, ge: float | None = None, gt: float | None = None, le
     apply to every element (``nonempty``, ``length``: of the tuple itself). The command line shows
     the bounds in ``--help`` and refuses values outside them with the option's name. ``since``: the
     field was added after stores of its stage existed; while it holds its default it is left out
-    of the canonical JSON (:func:`config_json`), so those stores keep their cache keys."""
+    of the canonical JSON (:func:`config_json`), so those stores keep their cache keys; its
+    default must therefore never change (``tests/test_compat.py`` pins them): a store keyed without
+    the field would read as made with the new default."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, odd=odd, nonempty=nonempty, length=length,
                                   choices=choices, since=since).items() if v is not None and v is not False}
     return dataclasses.field(default=default, metadata=meta)

@@ -52,7 +52,7 @@ class GrabCutConfig(GrabCutParams):
     `pseudolabel prompt`) instead of its rectangle; empty = the rectangle."""
     init_sure: float = option(0.9, gt=0, le=1, since="0.2")
     """With --init-from: sure foreground where the engine's probability is above this."""
-    init_probable: float = option(0.5, gt=0, lt=1, since="0.2")
+    init_probable: float = option(0.7, gt=0, lt=1, since="0.2")
     """With --init-from: probable foreground where the probability is above this (probable
     background elsewhere in the box)."""
     hed_weights: str = option("", since="0.2")
