@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE))
 
 from bbam import bench_detector, iou  # noqa: E402
 from gpu_engines import engines  # noqa: E402
+from results_json import emit  # noqa: E402
 
 from pseudolabel import __version__  # noqa: E402
 from pseudolabel.catalog import load_image, open_dataset  # noqa: E402
@@ -206,10 +207,7 @@ def main(argv=None) -> int:
                            [int(s) for s in args.isnet_sizes.split(",")]),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -13,12 +13,13 @@ and, after the store's rounding (x 255, uint8), how many pixels change by 1 and 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from results_json import emit
 
 
 def main() -> int:
@@ -80,10 +81,7 @@ def main() -> int:
               "speedup_cpu": {k: round(cpu["reference"] / v, 3) for k, v in cpu.items()},
               "speedup_wall": {k: round(wall["reference"] / v, 3) for k, v in wall.items()},
               "difference": {k: {**d, "mean_abs": d["mean_abs"] / pixels} for k, d in diff.items()}}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import MIN_COVERAGE, half_figures, log, object_ious  # noqa: E402
+from results_json import emit  # noqa: E402
 
 from pseudolabel.catalog import open_dataset  # noqa: E402
 from pseudolabel.evaluation.semantic import evaluate_store  # noqa: E402
@@ -94,10 +94,7 @@ def main() -> int:
     for name in stores:
         log(f"{name:<28} " + "  ".join(f"{h}: {figures[h][name]['miou']:6.2f} mIoU {figures[h][name]['coverage']:.3f} "
                                        f"cov {figures[h][name]['object_iou']:6.2f} obj" for h in halves))
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 

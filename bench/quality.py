@@ -25,7 +25,6 @@ Prompted variants (``pseudolabel prompt --model isnet``, with ``--isnet FILE``, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,6 +36,8 @@ from pseudolabel.core.records import BadRecord
 from pseudolabel.runner import RunOptions, run
 from pseudolabel.stages import get_stage
 from pseudolabel.store import LabelStore
+
+from results_json import emit
 
 
 PLUS = "fuse[grabcut+,hed]"
@@ -181,10 +182,7 @@ def main() -> int:
               "gains_over_grabcut_plus_on_both_halves_at_90_coverage": over_plus,
               "halves": {h: len(i) for h, i in halves.items()}, "figures": figures, **chosen,
               "gains_on_both_halves": gains_both, "plus_2_on_both_halves_at_90_coverage": target}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 
